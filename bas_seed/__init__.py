@@ -1,0 +1,1 @@
+"""Stage 1 of the pipeline: BAS seed training (model, losses, data, train) and seed export."""

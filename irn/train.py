@@ -1,0 +1,165 @@
+"""Train the inter-pixel relation network on the IR labels (IRN ``train_irn``):
+``python -m irn.train --voc-root R --ir-labels INDEX --out MODEL --settings JSON [--device auto] [--resume]``.
+
+Poly SGD (edge branch lr, displacement branch lr x ``displacement_lr_mult``), IRN's affinity + displacement losses
+on the pairs of a radius-``train_radius`` path index at stride 4. The training state is checkpointed atomically
+after every epoch to ``--state`` (default: next to MODEL); ``--resume`` continues from it when its settings match.
+The final MODEL holds the network weights and the settings that built it.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from irn.data import IRLabelDataset
+from irn.losses import affinity_labels, irn_loss
+from irn.model import IRNet
+from irn.path_index import build_path_index, path_indices
+from wsss_common.devices import select_device, set_threads
+from wsss_common.io import DataError
+from wsss_common.shards import load_index
+from wsss_common.training import (check_finite, epoch_rng, load_checkpoint, make_sgd, save_checkpoint,
+                                  seed_everything, set_poly_lr)
+
+log = logging.getLogger("irn.train")
+
+# Only these keys decide the training result; a saved state with other values is not resumed.
+TRAINING_KEYS = ("backbone_depth", "backbone_weights", "freeze_backbone", "crop_size", "scale_range", "batch_size",
+                 "epochs", "lr", "displacement_lr_mult", "weight_decay", "momentum", "reference_momentum_quirk",
+                 "poly_power", "train_radius", "seed", "max_train_images")
+
+
+def build_model(settings: dict) -> IRNet:
+    return IRNet(depth=settings["backbone_depth"], backbone_weights=settings.get("backbone_weights"),
+                 freeze_backbone=settings["freeze_backbone"])
+
+
+def make_optimizer(model: IRNet, settings: dict) -> torch.optim.Optimizer:
+    """Edge branch at lr, displacement branch at lr x displacement_lr_mult (IRN: 0.1 / 1.0); a trainable backbone
+    (not the reference) at the edge lr."""
+    lr = settings["lr"]
+    groups = [{"params": model.edge_parameters(), "lr": lr},
+              {"params": model.displacement_parameters(), "lr": lr * settings["displacement_lr_mult"]}]
+    if not settings["freeze_backbone"]:
+        groups.append({"params": list(model.backbone.parameters()), "lr": lr})
+    return make_sgd(groups, lr=lr, weight_decay=settings["weight_decay"], momentum=settings["momentum"],
+                    reference_momentum_quirk=settings["reference_momentum_quirk"])
+
+
+def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled full batches of one epoch (drop_last, as the reference's loader)."""
+    order = epoch_rng(seed, epoch).permutation(n_items).tolist()
+    return [order[i:i + batch_size] for i in range(0, n_items - batch_size + 1, batch_size)]
+
+
+def training_ids(label_paths: dict[str, str], max_images: int | None) -> dict[str, str]:
+    """The first ``max_images`` ids of the IR-label index (all when null)."""
+    ids = list(label_paths)[:max_images] if max_images else list(label_paths)
+    return {i: label_paths[i] for i in ids}
+
+
+def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *, device: torch.device,
+          state_path: str | Path, resume: bool = False, num_workers: int = 0) -> dict:
+    """Run the whole training; returns the last epoch's mean loss terms."""
+    seed_everything(settings["seed"])
+    label_paths = training_ids(load_index(ir_label_index), settings.get("max_train_images"))
+    crop, batch_size = settings["crop_size"], settings["batch_size"]
+    dataset = IRLabelDataset(voc_root, label_paths, crop=crop, scale_range=settings["scale_range"],
+                             seed=settings["seed"])
+    steps_per_epoch = len(dataset) // batch_size
+    if steps_per_epoch == 0:
+        raise DataError(f"{ir_label_index}: {len(dataset)} training images, fewer than irn.batch_size={batch_size}")
+    max_step = steps_per_epoch * settings["epochs"]
+
+    model = build_model(settings).to(device)
+    optimizer = make_optimizer(model, settings)
+    path_index = build_path_index(settings["train_radius"])
+    indices = path_indices(path_index, crop // 4, crop // 4, device=device)
+    start_epoch, step = 0, 0
+    signature = {k: settings.get(k) for k in TRAINING_KEYS}
+    state_path = Path(state_path)
+    if resume and state_path.is_file():
+        state = load_checkpoint(state_path)
+        if json.loads(state["signature"]) == signature:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            log.info("resumed from %s at epoch %d, step %d", state_path, start_epoch, step)
+        else:
+            log.warning("%s was written with other settings; starting from scratch", state_path)
+
+    use_amp = bool(settings["amp"]) and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    log.info("%d images, %d steps/epoch x %d epochs, crop %d, %d directions x %d sources, device %s, amp %s",
+             len(dataset), steps_per_epoch, settings["epochs"], crop, len(path_index.directions),
+             indices.src.numel(), device, use_amp)
+    means: dict[str, float] = {}
+    for epoch in range(start_epoch, settings["epochs"]):
+        dataset.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=epoch_batches(len(dataset), batch_size, settings["seed"], epoch),
+            num_workers=num_workers, pin_memory=device.type == "cuda")
+        model.train()
+        sums: dict[str, float] = {}
+        for images, labels in tqdm(loader, desc=f"irn epoch {epoch + 1}/{settings['epochs']}", mininterval=5):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            set_poly_lr(optimizer, step, max_step, settings["poly_power"])
+            with autocast():
+                edge_logits, displacement = model(images)
+            loss, terms = irn_loss(edge_logits, displacement, affinity_labels(labels, indices), path_index, indices)
+            check_finite(float(loss), step=step, terms=terms)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            for k, v in {"loss": loss.detach(), **terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        means = {k: v / steps_per_epoch for k, v in sums.items()}
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        save_checkpoint(state_path, model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
+                        step=step, signature=json.dumps(signature))
+    save_checkpoint(out, model=model.state_dict(), settings=json.dumps(settings), step=step)
+    state_path.unlink(missing_ok=True)
+    return means
+
+
+def load_model(path: str | Path, device: torch.device) -> IRNet:
+    """Rebuild the trained network from a ``train`` checkpoint (weights and the settings that built it)."""
+    ckpt = load_checkpoint(path)
+    settings = json.loads(ckpt["settings"])
+    model = IRNet(depth=settings["backbone_depth"], backbone_weights=None,
+                  freeze_backbone=settings["freeze_backbone"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--voc-root", required=True)
+    p.add_argument("--ir-labels", required=True, help="index of the IR label PNGs (wsss-index/1)")
+    p.add_argument("--out", required=True, help="final model checkpoint")
+    p.add_argument("--state", help="per-epoch training state (default: <out>.state.pt)")
+    p.add_argument("--settings", required=True, help="the config section irn, as JSON")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    set_threads(a.threads)
+    settings = json.loads(a.settings)
+    out = Path(a.out)
+    state = Path(a.state) if a.state else out.with_name(out.stem + ".state.pt")
+    train(a.voc_root, a.ir_labels, out, settings, device=select_device(a.device), state_path=state,
+          resume=a.resume, num_workers=settings["num_workers"])
+    log.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+# rules of this stage are added by its issue
