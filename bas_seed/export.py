@@ -72,14 +72,6 @@ def strided_up_size(h: int, w: int, stride: int = 16) -> tuple[int, int]:
     return math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
 
 
-def f2_of(model: torch.nn.Module):
-    """The classifier sub-network F2 (layer4 + 1x1 classifier) of a BASNet, or of a CAMNet (which has no
-    ``classify`` method but the same layers), as a function of layer3 features."""
-    if hasattr(model, "classify"):
-        return model.classify
-    return lambda x3: model.classifier(model.layer4(x3))
-
-
 @torch.no_grad()
 def flip_summed_maps(model, image: np.ndarray, channels: torch.Tensor, device, keep_features: bool = False):
     """Maps of ``channels`` for the image and its horizontal flip, summed (flip undone): (len(channels), h, w).
@@ -187,6 +179,8 @@ def main(argv=None) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--search-labels", help="label cache JSON: search thresholds only for its ids (seeds."
+                   "threshold_search.scope: eval_split); the other seeds get threshold NaN")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--timing", help="optional JSON file for the seconds spent on maps and on the threshold search")
@@ -209,12 +203,13 @@ def main(argv=None) -> None:
     grid = search_grid(settings)
     search = settings["threshold_search"]
     labels = load_label_cache(a.labels)
+    search_ids = set(load_label_cache(a.search_labels)) if a.search_labels else set(labels)
     ids = shard_ids(list(labels), a.shard, a.num_shards)
     out_dir = Path(a.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info("shard %d/%d: %d images, scales %s, fusion %s, fuse_cam %s, threshold search %s", a.shard,
              a.num_shards, len(ids), settings["scales"], settings["foreground_fusion"], settings["fuse_cam"],
-             "off" if grid is None else f"{len(grid)} thresholds")
+             "off" if grid is None else f"{len(grid)} thresholds on {len(search_ids.intersection(ids))} images")
     map_seconds = search_seconds = 0.0
     for image_id in tqdm(ids, desc=f"export shard {a.shard}", mininterval=10, file=sys.stderr):
         class_ids = labels[image_id]
@@ -224,15 +219,16 @@ def main(argv=None) -> None:
         image = load_image(a.voc_root, image_id)
         h, w = image.shape[:2]
         threshold = float("nan")
+        searched = grid is not None and image_id in search_ids
         if class_ids:
             start = time.perf_counter()
             cam, high_res, x3 = seed_maps(model, image, class_ids, settings, device, cam_model,
-                                          keep_features=grid is not None)
+                                          keep_features=searched)
             high_res = high_res.float()
             mid = time.perf_counter()
-            if grid is not None:
+            if searched:
                 channels = torch.tensor([c - 1 for c in class_ids], dtype=torch.long, device=device)
-                threshold, _ = search_threshold(f2_of(model), x3, high_res, channels, grid,
+                threshold, _ = search_threshold(model.classify, x3, high_res, channels, grid,
                                                 ac_weight=search["ac_weight"], chunk=search["chunk"])
             map_seconds += mid - start
             search_seconds += time.perf_counter() - mid

@@ -122,7 +122,7 @@ class CAMNet(nn.Module):
     """IRN's CAM network (``net/resnet50_cam.py``): same OS16 backbone, 1x1 classifier after GAP.
 
     IRN's recipe switches (``fixed_bn``: BN always uses running statistics, affine still trained; ``freeze_stem``:
-    stem..layer2 get no gradient, IRN detaches the layer2 output and turns conv1/bn1 off) matter only in training.
+    stem..layer2 are not trained, IRN detaches the layer2 output and turns conv1/bn1 off) matter only in training.
     """
 
     class_agnostic = False
@@ -140,9 +140,10 @@ class CAMNet(nn.Module):
                                                               backbone.layer3, backbone.layer4)
         self.classifier = nn.Conv2d(c4, self.num_fg, 1, bias=False)
         _init_new_conv(self.classifier)
-        if self.freeze_stem:
-            for p in self.stem.parameters():
-                p.requires_grad_(False)
+        if self.freeze_stem:  # IRN: conv1/bn1 requires_grad off, layer1-2 get no gradient through the detach
+            for module in (self.stem, self.layer1, self.layer2):
+                for p in module.parameters():
+                    p.requires_grad_(False)
 
     def backbone_modules(self) -> list[nn.Module]:
         return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
@@ -164,6 +165,10 @@ class CAMNet(nn.Module):
             x2 = x2.detach()
         return self.layer3(x2)
 
+    def classify(self, x3: torch.Tensor) -> torch.Tensor:
+        """F2 on layer3 features: classifier(layer4(x3)) (B, num_fg, h, w), as BASNet.classify."""
+        return self.classifier(self.layer4(x3))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer4(self.extract(x))
 
@@ -173,7 +178,7 @@ class CAMNet(nn.Module):
         return self.classifier(pooled).flatten(1)
 
     def localization_maps(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.classifier(self.features(x)))
+        return F.relu(self.classify(self.extract(x)))
 
 
 def build_model(model_config: dict, weights: str | None = None, **training_options) -> nn.Module:

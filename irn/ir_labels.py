@@ -66,7 +66,7 @@ def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int, *,
     crf.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False))
     crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
     crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb,
-                             rgbim=np.ascontiguousarray(image, dtype=np.uint8), compat=bilateral_compat)
+                             rgbim=np.array(image, dtype=np.uint8, order="C"), compat=bilateral_compat)  # writable copy
     q = np.asarray(crf.inference(iterations)).reshape(n_labels, height, width)
     return np.argmax(q, axis=0)
 

@@ -13,6 +13,11 @@ IGNORE = 255
 EPS = 1e-5  # the reference's +1e-5 inside the logs and in every average's denominator
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in float32 (or float64) even when the network ran under autocast."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def affinity_labels(labels: torch.Tensor, indices: PathIndices) -> dict[str, torch.Tensor]:
     """Pair masks of a stride-4 label map (B, h, w) (0 bg, 1..C-1 classes, 255 ignore) -> float (B, D, S) each:
     ``bg_pos`` equal labels, both 0; ``fg_pos`` equal labels > 0; ``neg`` different labels; pairs with a 255 end
@@ -34,7 +39,7 @@ def affinity_losses(edge_logits: torch.Tensor, pair_labels: dict[str, torch.Tens
                     indices: PathIndices) -> dict[str, torch.Tensor]:
     """Affinity ``1 - max(sigmoid(edge) on the path)``; positives ``-log(aff + 1e-5)`` averaged over bg_pos and over
     fg_pos separately and then halved together; negatives ``-log(1 + 1e-5 - aff)`` averaged over neg."""
-    affinity = edge_to_affinity(torch.sigmoid(edge_logits.float()), indices)
+    affinity = edge_to_affinity(torch.sigmoid(at_least_float32(edge_logits)), indices)
     pos_term = -torch.log(affinity + EPS)
     neg_term = -torch.log(1.0 + EPS - affinity)
     bg_pos = masked_mean(pos_term, pair_labels["bg_pos"])
@@ -54,7 +59,7 @@ def displacement_losses(displacement: torch.Tensor, pair_labels: dict[str, torch
                         indices: PathIndices) -> dict[str, torch.Tensor]:
     """fg: |D(src) - D(dst) - (dy, dx)|_1 over fg_pos pairs; bg: |D(src) - D(dst)|_1 over bg_pos pairs; each summed
     over the two channels and divided by 2 * (number of pairs) + 1e-5 (the reference's normalisation)."""
-    pair = pair_displacement(displacement.float(), indices)
+    pair = pair_displacement(at_least_float32(displacement), indices)
     target = torch.as_tensor(path_index.directions, dtype=pair.dtype, device=pair.device).t()  # (2, D)
     fg_term = torch.abs(pair - target[None, :, :, None])
     bg_term = torch.abs(pair)

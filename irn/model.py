@@ -86,6 +86,31 @@ class IRNet(nn.Module):
         return edge_logits, displacement
 
 
+def backbone_state_from_bas(bas_state: dict[str, torch.Tensor], source: str = "BAS checkpoint") -> dict:
+    """The ResNet part of a ``bas_seed`` network's state dict (``stem.0`` = conv1, ``stem.1`` = bn1, ``layer1..4``)
+    renamed to torchvision names; the BAS heads (generator, classifier) are dropped."""
+    renamed = {}
+    for key, value in bas_state.items():
+        if key.startswith("stem.0."):
+            renamed["conv1." + key[len("stem.0."):]] = value
+        elif key.startswith("stem.1."):
+            renamed["bn1." + key[len("stem.1."):]] = value
+        elif key.split(".", 1)[0] in ("layer1", "layer2", "layer3", "layer4"):
+            renamed[key] = value
+    if "conv1.weight" not in renamed or not any(k.startswith("layer4.") for k in renamed):
+        raise ValueError(f"{source} has no stem.0/layer1..4 weights of a BAS ResNet")
+    return renamed
+
+
+def load_backbone_from_bas(model: IRNet, bas_state: dict[str, torch.Tensor], source: str = "BAS checkpoint") -> None:
+    """Initialise the IRN backbone with the BAS network's ResNet (same depth required)."""
+    state = backbone_state_from_bas(bas_state, source)
+    missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{source} does not fit the IRN backbone (irn.backbone_depth): missing {missing[:4]}, "
+                         f"unexpected {unexpected[:4]}")
+
+
 def padded_size(height: int, width: int, min_size: int, multiple: int = 16) -> tuple[int, int]:
     """Inference canvas: at least ``min_size`` (the reference pads every image to its 512 crop) and a multiple of
     ``multiple`` (so the stride-16 taps align with stride 4 for larger images, which the reference cannot take)."""

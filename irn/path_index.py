@@ -102,21 +102,19 @@ def source_window(path_index: PathIndex, height: int, width: int) -> tuple[slice
     return slice(0, height - reach), slice(reach, width - reach)
 
 
-def _window_flat_indices(flat: np.ndarray, rows: slice, cols: slice, dy: int, dx: int) -> np.ndarray:
-    """Flat indices of the source window shifted by (dy, dx), row-major, as a 1-D array."""
-    return flat[rows.start + dy:rows.stop + dy, cols.start + dx:cols.stop + dx].reshape(-1)
-
-
 def path_indices(path_index: PathIndex, height: int, width: int,
                  device: torch.device | str | None = None) -> PathIndices:
-    """Flat indices of sources, destinations and path points on an (h, w) map (int64 tensors on ``device``)."""
+    """Flat indices of sources, destinations and path points on an (h, w) map (int64 tensors on ``device``).
+
+    A point at offset (dy, dx) from a source s has the flat index s + dy * w + dx; the window keeps it on the map.
+    """
     rows, cols = source_window(path_index, height, width)
-    flat = np.arange(height * width, dtype=np.int64).reshape(height, width)
+    src = (torch.arange(rows.start, rows.stop)[:, None] * width + torch.arange(cols.start, cols.stop)[None, :])
+    src = src.reshape(-1).to(device)
     groups = []
     for group in path_index.path_groups:
-        per_direction = [[_window_flat_indices(flat, rows, cols, int(y), int(x)) for y, x in path] for path in group]
-        groups.append(torch.as_tensor(np.asarray(per_direction), device=device))
-    src = torch.as_tensor(_window_flat_indices(flat, rows, cols, 0, 0), device=device)
+        flat_offsets = torch.as_tensor(group[..., 0] * width + group[..., 1], device=device)
+        groups.append(flat_offsets[:, :, None] + src[None, None, :])
     dst = torch.cat([group[:, 0] for group in groups], dim=0)
     window = (rows.stop - rows.start, cols.stop - cols.start)
     return PathIndices(size=(height, width), window=window, src=src, dst=dst, path_groups=tuple(groups))

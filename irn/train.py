@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from irn.data import IRLabelDataset
 from irn.losses import affinity_labels, irn_loss
-from irn.model import IRNet
+from irn.model import IRNet, load_backbone_from_bas
 from irn.path_index import build_path_index, path_indices
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import DataError
@@ -31,14 +31,20 @@ from wsss_common.training import (check_finite, epoch_rng, load_checkpoint, make
 log = logging.getLogger("irn.train")
 
 # Only these keys decide the training result; a saved state with other values is not resumed.
-TRAINING_KEYS = ("backbone_depth", "backbone_weights", "freeze_backbone", "crop_size", "scale_range", "batch_size",
-                 "epochs", "lr", "displacement_lr_mult", "weight_decay", "momentum", "reference_momentum_quirk",
-                 "poly_power", "train_radius", "seed", "max_train_images")
+TRAINING_KEYS = ("backbone_depth", "backbone_weights", "init_from_bas", "freeze_backbone", "crop_size", "scale_range",
+                 "batch_size", "epochs", "lr", "displacement_lr_mult", "weight_decay", "momentum",
+                 "reference_momentum_quirk", "poly_power", "train_radius", "seed", "max_train_images")
 
 
-def build_model(settings: dict) -> IRNet:
-    return IRNet(depth=settings["backbone_depth"], backbone_weights=settings.get("backbone_weights"),
-                 freeze_backbone=settings["freeze_backbone"])
+def build_model(settings: dict, bas_checkpoint: str | Path | None = None) -> IRNet:
+    """The network to train; with ``init_from_bas`` (not the reference) its backbone starts from the BAS network."""
+    model = IRNet(depth=settings["backbone_depth"], backbone_weights=settings.get("backbone_weights"),
+                  freeze_backbone=settings["freeze_backbone"])
+    if settings.get("init_from_bas"):
+        if not bas_checkpoint:
+            raise ValueError("config key irn.init_from_bas is true but no BAS checkpoint was given (--bas-checkpoint)")
+        load_backbone_from_bas(model, load_checkpoint(bas_checkpoint)["model"], source=str(bas_checkpoint))
+    return model
 
 
 def make_optimizer(model: IRNet, settings: dict) -> torch.optim.Optimizer:
@@ -66,7 +72,8 @@ def training_ids(label_paths: dict[str, str], max_images: int | None) -> dict[st
 
 
 def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *, device: torch.device,
-          state_path: str | Path, resume: bool = False, num_workers: int = 0) -> dict:
+          state_path: str | Path, resume: bool = False, num_workers: int = 0,
+          bas_checkpoint: str | Path | None = None) -> dict:
     """Run the whole training; returns the last epoch's mean loss terms."""
     seed_everything(settings["seed"])
     label_paths = training_ids(load_index(ir_label_index), settings.get("max_train_images"))
@@ -78,7 +85,7 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
         raise DataError(f"{ir_label_index}: {len(dataset)} training images, fewer than irn.batch_size={batch_size}")
     max_step = steps_per_epoch * settings["epochs"]
 
-    model = build_model(settings).to(device)
+    model = build_model(settings, bas_checkpoint).to(device)
     optimizer = make_optimizer(model, settings)
     path_index = build_path_index(settings["train_radius"])
     indices = path_indices(path_index, crop // 4, crop // 4, device=device)
@@ -114,7 +121,7 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
             with autocast():
                 edge_logits, displacement = model(images)
             loss, terms = irn_loss(edge_logits, displacement, affinity_labels(labels, indices), path_index, indices)
-            check_finite(float(loss), step=step, terms=terms)
+            check_finite(float(loss.detach()), step=step, terms=terms)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--voc-root", required=True)
     p.add_argument("--ir-labels", required=True, help="index of the IR label PNGs (wsss-index/1)")
     p.add_argument("--out", required=True, help="final model checkpoint")
+    p.add_argument("--bas-checkpoint", help="BAS model (bas_seed.train) whose backbone initialises IRN's when "
+                   "irn.init_from_bas is true")
     p.add_argument("--state", help="per-epoch training state (default: <out>.state.pt)")
     p.add_argument("--settings", required=True, help="the config section irn, as JSON")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     state = Path(a.state) if a.state else out.with_name(out.stem + ".state.pt")
     train(a.voc_root, a.ir_labels, out, settings, device=select_device(a.device), state_path=state,
-          resume=a.resume, num_workers=settings["num_workers"])
+          resume=a.resume, num_workers=settings["num_workers"], bas_checkpoint=a.bas_checkpoint)
     log.info("wrote %s", out)
 
 

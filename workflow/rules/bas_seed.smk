@@ -1,1 +1,141 @@
-# rules of this stage are added by its issue
+# Stages 1-2: BAS seed network (and the CAM baseline when seeds.fuse_cam) -> sharded seed export -> merged index
+# -> seed mIoU on the eval split. Each step gets only the seeds keys it reads, so e.g. a new sweep re-evaluates
+# without re-exporting.
+
+
+rule train_bas:
+    input:
+        voc=voc_input,
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+    output:
+        model="results/{experiment}/bas_seed/model.pt",
+        loss_log="results/{experiment}/bas_seed/loss_log.jsonl",
+    params:
+        root=voc_root,
+        settings=as_json(config["bas"]),
+        device=config["device"],
+        seed=config["seed"],
+        # one process, or torchrun with one DDP process per GPU the job was given
+        launch=lambda wildcards, resources: (
+            f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
+            if int(resources.gpu) > 1
+            else f"{PY} -m"
+        ),
+    threads: 4
+    resources:
+        gpu=gpus_for("bas"),
+    log:
+        "results/{experiment}/logs/train_bas.log",
+    shell:
+        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
+        " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method bas"
+        " --out {output.model} --loss-log {output.loss_log} --device {params.device} --threads {threads}"
+        " --seed {params.seed} --resume > {log} 2>&1"
+
+
+rule train_cam:
+    input:
+        voc=voc_input,
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+    output:
+        model="results/{experiment}/bas_seed/cam_model.pt",
+        loss_log="results/{experiment}/bas_seed/cam_loss_log.jsonl",
+    params:
+        root=voc_root,
+        settings=as_json(config["bas"]),
+        device=config["device"],
+        seed=config["seed"],
+        launch=lambda wildcards, resources: (
+            f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
+            if int(resources.gpu) > 1
+            else f"{PY} -m"
+        ),
+    threads: 4
+    resources:
+        gpu=gpus_for("bas"),
+    log:
+        "results/{experiment}/logs/train_cam.log",
+    shell:
+        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
+        " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method cam"
+        " --out {output.model} --loss-log {output.loss_log} --device {params.device} --threads {threads}"
+        " --seed {params.seed} --resume > {log} 2>&1"
+
+
+rule export_seeds:
+    input:
+        voc=voc_input,
+        model="results/{experiment}/bas_seed/model.pt",
+        cam_model=(
+            ["results/{experiment}/bas_seed/cam_model.pt"] if config["seeds"]["fuse_cam"] else []
+        ),
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+        search_labels=(
+            [f"results/{{experiment}}/data/labels/{config['data']['eval_split']}.json"]
+            if config["seeds"]["threshold_search"]["scope"] == "eval_split"
+            else []
+        ),
+    output:
+        directory("results/{experiment}/seeds/shard_{shard}"),
+    params:
+        root=voc_root,
+        num_shards=config["seeds"]["shards"],
+        settings=as_json(
+            {k: config["seeds"][k] for k in ("scales", "foreground_fusion", "fuse_cam", "threshold_search")}
+        ),
+        device=config["device"],
+        optional=lambda wildcards, input: (
+            (f" --cam-model {input.cam_model}" if input.cam_model else "")
+            + (f" --search-labels {input.search_labels}" if input.search_labels else "")
+        ),
+    threads: 1
+    resources:
+        gpu=0 if config["device"] == "cpu" else 1,
+    log:
+        "results/{experiment}/logs/export_seeds_{shard}.log",
+    shell:
+        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m bas_seed.export"
+        " --voc-root {params.root} --labels {input.labels} --model {input.model}{params.optional}"
+        " --settings {params.settings:q} --out-dir {output} --shard {wildcards.shard}"
+        " --num-shards {params.num_shards} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule merge_seeds:
+    input:
+        shards=expand(
+            "results/{{experiment}}/seeds/shard_{shard}",
+            shard=shard_range(config["seeds"]["shards"]),
+        ),
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+    output:
+        "results/{experiment}/seeds/index.json",
+    log:
+        "results/{experiment}/logs/merge_seeds.log",
+    shell:
+        "{PY} -m wsss_common.merge_shards --out {output} --suffix .npz --ids-from {input.labels}"
+        " {input.shards} > {log} 2>&1"
+
+
+rule eval_seeds:
+    input:
+        voc=voc_input,
+        index="results/{experiment}/seeds/index.json",
+        labels=f"results/{{experiment}}/data/labels/{config['data']['eval_split']}.json",
+    output:
+        "results/{experiment}/metrics/seed_miou.json",
+    params:
+        root=voc_root,
+        split=config["data"]["eval_split"],
+        class_names=CLASS_NAMES,
+        settings=as_json({k: config["seeds"][k] for k in ("sweep", "eval_threshold")}),
+    log:
+        "results/{experiment}/logs/eval_seeds.log",
+    shell:
+        "{PY} -m bas_seed.evaluate --voc-root {params.root} --index {input.index} --labels {input.labels}"
+        " --split {params.split} --class-names {params.class_names:q} --settings {params.settings:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule seeds:
+    input:
+        expand("results/{experiment}/metrics/seed_miou.json", experiment=EXP),

@@ -1,1 +1,139 @@
-# rules of this stage are added by its issue
+# Stage 3: IRN refinement. Seeds -> dense-CRF IR labels -> inter-pixel relation network -> random walk -> pseudo
+# masks of the train split, evaluated on the eval split. Each step gets only the irn keys it reads, so changing
+# e.g. the random-walk settings reruns the masks but not the training.
+
+
+rule make_ir_labels:
+    input:
+        voc=voc_input,
+        seeds="results/{experiment}/seeds/index.json",
+    output:
+        directory("results/{experiment}/ir_labels/shard_{shard}"),
+    params:
+        root=voc_root,
+        num_shards=config["irn"]["label_shards"],
+        settings=as_json({k: config["irn"][k] for k in ("fg_threshold", "bg_threshold", "crf")}),
+    log:
+        "results/{experiment}/logs/make_ir_labels_{shard}.log",
+    shell:
+        "{PY} -m irn.make_ir_labels --voc-root {params.root} --seeds {input.seeds} --out-dir {output}"
+        " --shard {wildcards.shard} --num-shards {params.num_shards} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule merge_ir_labels:
+    input:
+        shards=expand(
+            "results/{{experiment}}/ir_labels/shard_{shard}",
+            shard=shard_range(config["irn"]["label_shards"]),
+        ),
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+    output:
+        "results/{experiment}/ir_labels/index.json",
+    log:
+        "results/{experiment}/logs/merge_ir_labels.log",
+    shell:
+        "{PY} -m wsss_common.merge_shards --out {output} --suffix .png --ids-from {input.labels}"
+        " {input.shards} > {log} 2>&1"
+
+
+rule train_irn:
+    input:
+        voc=voc_input,
+        ir_labels="results/{experiment}/ir_labels/index.json",
+        # a dependency only when irn.init_from_bas; train reads --bas-checkpoint only then
+        bas=(["results/{experiment}/bas_seed/model.pt"] if config["irn"]["init_from_bas"] else []),
+    output:
+        "results/{experiment}/irn/model.pt",
+    params:
+        root=voc_root,
+        device=config["device"],
+        settings=as_json(
+            {
+                k: config["irn"][k]
+                for k in (
+                    "backbone_depth", "backbone_weights", "init_from_bas", "freeze_backbone", "crop_size",
+                    "scale_range", "batch_size", "epochs", "max_train_images", "lr", "displacement_lr_mult",
+                    "weight_decay", "momentum", "reference_momentum_quirk", "poly_power", "train_radius", "seed",
+                    "num_workers", "amp",
+                )
+            }
+        ),
+    resources:
+        gpu=gpus_for("irn"),
+    threads: 2
+    log:
+        "results/{experiment}/logs/train_irn.log",
+    shell:
+        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
+        " {PY} -m irn.train --voc-root {params.root} --ir-labels {input.ir_labels} --out {output}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads} --resume"
+        " --bas-checkpoint results/{wildcards.experiment}/bas_seed/model.pt > {log} 2>&1"
+
+
+rule make_pseudo_masks:
+    input:
+        voc=voc_input,
+        seeds="results/{experiment}/seeds/index.json",
+        model="results/{experiment}/irn/model.pt",
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+    output:
+        directory("results/{experiment}/pseudo_masks/shard_{shard}"),
+    params:
+        root=voc_root,
+        device=config["device"],
+        num_shards=config["irn"]["mask_shards"],
+        settings=as_json(
+            {
+                k: config["irn"][k]
+                for k in (
+                    "infer_pad_size", "infer_flip", "seed_power", "sem_seg_bg_threshold", "rw_radius", "beta",
+                    "exp_times",
+                )
+            }
+        ),
+    threads: 1
+    log:
+        "results/{experiment}/logs/make_pseudo_masks_{shard}.log",
+    shell:
+        "{PY} -m irn.make_pseudo_masks --voc-root {params.root} --seeds {input.seeds} --model {input.model}"
+        " --labels {input.labels} --out-dir {output} --shard {wildcards.shard} --num-shards {params.num_shards}"
+        " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule merge_pseudo_masks:
+    input:
+        shards=expand(
+            "results/{{experiment}}/pseudo_masks/shard_{shard}",
+            shard=shard_range(config["irn"]["mask_shards"]),
+        ),
+        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+    output:
+        "results/{experiment}/pseudo_masks/index.json",
+    log:
+        "results/{experiment}/logs/merge_pseudo_masks.log",
+    shell:
+        "{PY} -m wsss_common.merge_shards --out {output} --suffix .png --ids-from {input.labels}"
+        " {input.shards} > {log} 2>&1"
+
+
+rule eval_masks:
+    input:
+        voc=voc_input,
+        index="results/{experiment}/pseudo_masks/index.json",
+    output:
+        json="results/{experiment}/metrics/mask_miou.json",
+        md="results/{experiment}/metrics/mask_miou.md",
+    params:
+        root=voc_root,
+        split=config["data"]["eval_split"],
+        class_names=CLASS_NAMES,
+    log:
+        "results/{experiment}/logs/eval_masks.log",
+    shell:
+        "{PY} -m wsss_common.evaluate --voc-root {params.root} --split {params.split} --index {input.index}"
+        " --class-names {params.class_names:q} --out {output.json} > {log} 2>&1"
+
+
+rule masks:
+    input:
+        f"results/{EXP}/metrics/mask_miou.json",

@@ -1,0 +1,89 @@
+"""BASNet / CAMNet shapes and strides, checkpoint round trip, CAM recipe switches, input normalisation."""
+import numpy as np
+import pytest
+import torch
+
+from bas_seed.data import normalize
+from bas_seed.model import BASNet, CAMNet, build_model, load_model, model_config_of
+from wsss_common.training import save_checkpoint
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("agnostic", [True, False])
+def test_bas_shapes_are_output_stride_16_with_optional_agnostic_channel(agnostic):
+    torch.manual_seed(0)
+    net = BASNet(num_fg=5, depth=18, class_agnostic=agnostic).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        x3 = net.extract(x)
+        maps = net.generate(x3)
+        cam = net.classify(x3)
+    assert x3.shape == (2, 256, 4, 6)
+    assert maps.shape == (2, 5 + int(agnostic), 4, 6)
+    assert float(maps.min()) > 0 and float(maps.max()) < 1  # sigmoid maps
+    assert cam.shape == (2, 5, 4, 6)
+    assert torch.equal(net.localization_maps(x), maps)
+    assert net.generator.bias is None and net.classifier.bias is None
+    assert net.generator.kernel_size == (3, 3) and net.classifier.kernel_size == (1, 1)
+    assert net.layer4[0].conv1.stride == (1, 1) and net.layer3[0].conv1.stride == (2, 2)
+
+
+def test_bas_training_forward_picks_the_map_of_the_chosen_class():
+    torch.manual_seed(0)
+    net = BASNet(num_fg=4, depth=18, class_agnostic=True).train()
+    out = net(torch.randn(2, 3, 48, 48), torch.tensor([3, 1]))
+    assert torch.equal(out["fg_map"][0, 0], out["maps"][0, 3]) and torch.equal(out["fg_map"][1, 0], out["maps"][1, 1])
+    assert torch.equal(out["agnostic_map"][:, 0], out["maps"][:, 4])
+    assert torch.allclose(out["scores"], out["cam"].mean(dim=(2, 3)))
+    assert out["bg_scores"].shape == out["agnostic_bg_scores"].shape == (2, 4)
+
+
+def test_cam_net_maps_and_logits_agree_and_recipe_switches():
+    torch.manual_seed(0)
+    net = CAMNet(num_fg=3, depth=18).train()
+    x = torch.randn(2, 3, 64, 64)
+    logits = net(x)
+    maps = net.localization_maps(x)
+    # GAP then 1x1 conv == 1x1 conv then GAP (linear), and the maps are ReLU of that conv
+    assert torch.allclose(logits, net.classifier(net.features(x)).mean(dim=(2, 3)), atol=1e-5)
+    assert maps.shape == (2, 3, 4, 4) and float(maps.detach().min()) >= 0
+    assert net.class_agnostic is False
+    assert not any(m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))  # fixed BN
+    logits.sum().backward()
+    assert all(p.grad is None for m in (net.stem, net.layer1, net.layer2) for p in m.parameters())
+    assert net.layer3[0].conv1.weight.grad is not None
+    trainable_bn = CAMNet(num_fg=3, depth=18, fixed_bn=False, freeze_stem=False).train()
+    assert trainable_bn.layer1[0].bn1.training and trainable_bn.stem[0].weight.requires_grad
+
+
+@pytest.mark.parametrize("method", ["bas", "cam"])
+def test_checkpoint_round_trip_needs_only_the_model_config(tmp_path, method):
+    torch.manual_seed(0)
+    config = {"method": method, "depth": 18, "num_fg": 3, "class_agnostic": method == "bas"}
+    net = build_model(config).eval()
+    assert model_config_of(net, 18) == config
+    save_checkpoint(tmp_path / "m.pt", model=net.state_dict(), model_config=config, epoch=1, optimizer={})
+    loaded = load_model(tmp_path / "m.pt")
+    assert not loaded.training
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.localization_maps(x), net.localization_maps(x))
+
+
+def test_bad_model_config_and_missing_checkpoint_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="method"):
+        build_model({"method": "vit", "depth": 18, "num_fg": 3})
+    with pytest.raises(ValueError, match="num_fg"):
+        build_model({"method": "bas", "depth": 18})
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        load_model(tmp_path / "nothere.pt")
+
+
+def test_normalize_uses_imagenet_mean_std_and_chw():
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[..., 0] = 255
+    x = normalize(img)
+    assert x.shape == (3, 2, 3) and x.dtype == torch.float32
+    assert x[0, 0, 0].item() == pytest.approx((1 - 0.485) / 0.229, rel=1e-5)
+    assert x[2, 1, 2].item() == pytest.approx(-0.406 / 0.225, rel=1e-5)

@@ -1,0 +1,157 @@
+"""bas_seed.train on the tiny synthetic set (CPU): one epoch, resume after a kill, NaN stop, CAM baseline, settings."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bas_seed import train as bas_train
+from bas_seed.data import bas_augment, cam_augment, epoch_batches, load_training_labels, random_crop
+from bas_seed.model import BASNet, CAMNet, load_model
+from wsss_common.io import DataError
+from wsss_common.training import load_checkpoint
+
+TINY = {"depth": 18, "epochs": 1, "batch_size": 4, "lr": 0.01, "resize": 40, "crop": 32, "num_workers": 0,
+        "cam": {"epochs": 1, "batch_size": 4, "lr": 0.01, "resize_long": [32, 48], "crop": 32}}
+
+
+def run(tiny_voc, tmp_path, settings, *extra):
+    out = tmp_path / "model.pt"
+    bas_train.main(["--voc-root", str(tiny_voc["root"]), "--labels", str(tiny_voc["labels"]),
+                    "--settings", json.dumps(settings), "--out", str(out), "--loss-log", str(tmp_path / "loss.jsonl"),
+                    "--device", "cpu", "--threads", "1", "--seed", "5", *extra])
+    return out
+
+
+def test_one_bas_epoch_writes_checkpoint_and_loss_log(tiny_voc, tmp_path):
+    out = run(tiny_voc, tmp_path, TINY)
+    assert out.is_file() and not (tmp_path / "model.pt.partial").exists()
+    ckpt = load_checkpoint(out)
+    assert ckpt["model_config"] == {"method": "bas", "depth": 18, "num_fg": 5, "class_agnostic": True}
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 4  # 16 images / batch 4
+    lines = (tmp_path / "loss.jsonl").read_text().splitlines()
+    entry = json.loads(lines[0])
+    assert len(lines) == 1 and entry["epoch"] == 1
+    assert {"total", "mcls", "frg", "ac", "bas", "agnostic_bas", "agnostic_ac", "lr"} <= set(entry)
+    assert 0 <= entry["bas"] <= 1 and 0 < entry["ac"] < 1
+    assert isinstance(load_model(out), BASNet)
+
+
+def test_biases_are_not_trained_by_default_and_new_layers_get_ten_times_lr():
+    torch.manual_seed(0)
+    net = BASNet(num_fg=5, depth=18)
+    groups = bas_train.param_groups(net, 0.005, 10.0, train_biases=False)
+    assert [g["lr"] for g in groups] == [0.005, 0.05]
+    ids = [{id(p) for p in g["params"]} for g in groups]
+    assert ids[1] == {id(net.generator.weight), id(net.classifier.weight)}
+    assert id(net.stem[1].weight) in ids[0] and id(net.stem[1].bias) not in ids[0]  # BN gamma trained, beta not
+    assert not net.stem[1].bias.requires_grad
+    all_groups = bas_train.param_groups(BASNet(num_fg=5, depth=18), 0.005, 10.0, train_biases=True)
+    assert sum(len(g["params"]) for g in all_groups) == sum(len(g["params"]) for g in groups) + len(
+        [n for n, _ in net.named_parameters() if n.endswith("bias")])
+
+
+def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(tiny_voc, tmp_path, monkeypatch):
+    torch.use_deterministic_algorithms(True)
+    try:
+        settings = {**TINY, "epochs": 2}
+        full = load_checkpoint(run(tiny_voc, tmp_path / "full", settings))
+
+        real_save = bas_train.save_checkpoint
+
+        def save_then_die(path, **state):  # the process is killed right after the epoch-1 checkpoint
+            real_save(path, **state)
+            raise KeyboardInterrupt("killed")
+
+        monkeypatch.setattr(bas_train, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run(tiny_voc, tmp_path / "killed", settings)
+        monkeypatch.setattr(bas_train, "save_checkpoint", real_save)
+        assert (tmp_path / "killed" / "model.pt.partial").is_file()
+        assert not (tmp_path / "killed" / "model.pt").exists()
+        resumed = load_checkpoint(run(tiny_voc, tmp_path / "killed", settings, "--resume"))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert resumed["step"] == full["step"] == 8
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    strip = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+             for line in (tmp_path / "full" / "loss.jsonl").read_text().splitlines()]
+    again = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+             for line in (tmp_path / "killed" / "loss.jsonl").read_text().splitlines()]
+    assert strip == again and len(strip) == 2
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_voc, tmp_path):
+    with pytest.raises(FloatingPointError, match="loss is (nan|inf).*learning rate"):
+        run(tiny_voc, tmp_path, {**TINY, "lr": 1e36})
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_cam_baseline_via_method_override(tiny_voc, tmp_path):
+    out = run(tiny_voc, tmp_path, TINY, "--method", "cam")
+    ckpt = load_checkpoint(out)
+    assert ckpt["model_config"] == {"method": "cam", "depth": 18, "num_fg": 5, "class_agnostic": False}
+    assert isinstance(load_model(out), CAMNet)
+    entry = json.loads((tmp_path / "loss.jsonl").read_text().splitlines()[0])
+    assert set(entry) == {"epoch", "step", "lr", "seconds", "total", "cam"}
+
+
+def test_settings_errors_name_the_key():
+    with pytest.raises(ValueError, match="lamda"):
+        bas_train.parse_settings(json.dumps({"lamda": 1.0}))
+    with pytest.raises(ValueError, match="cam.learning_rate"):
+        bas_train.parse_settings(json.dumps({"cam": {"learning_rate": 1.0}}))
+    with pytest.raises(ValueError, match="method"):
+        bas_train.parse_settings(json.dumps({"method": "grad-cam"}))
+    s = bas_train.parse_settings(json.dumps({"method": "bas", "cam": {"lr": 0.5}}), method="cam")
+    assert s["method"] == "cam" and bas_train.recipe(s)["lr"] == 0.5 and s["cam"]["crop"] == 512
+
+
+def test_label_cache_errors_name_the_file(tmp_path):
+    bad = tmp_path / "labels.json"
+    bad.write_text(json.dumps({"format": "wsss-image-labels/1", "split": "x", "class_names": ["bg", "a"],
+                               "labels": {"img1": [1], "img2": [3]}}))
+    with pytest.raises(DataError, match="labels.json.*img2"):
+        load_training_labels(bad, require_label=True)
+    with pytest.raises(DataError, match="missing.json"):
+        load_training_labels(tmp_path / "missing.json", require_label=True)
+
+
+def test_epoch_batches_are_reproducible_disjoint_over_ranks_and_drop_last():
+    a = epoch_batches(10, 2, seed=1, epoch=3)
+    assert a == epoch_batches(10, 2, seed=1, epoch=3) and a != epoch_batches(10, 2, seed=1, epoch=4)
+    assert len(a) == 5 and sorted(sum(a, [])) == list(range(10))
+    r0, r1 = epoch_batches(11, 2, 1, 0, rank=0, world_size=2), epoch_batches(11, 2, 1, 0, rank=1, world_size=2)
+    assert len(r0) == len(r1) == 2 and not set(sum(r0, [])) & set(sum(r1, []))
+
+
+def test_augmentations_give_crop_sized_normalised_tensors_with_zero_padding():
+    img = np.full((30, 50, 3), 128, np.uint8)
+    rng = np.random.default_rng(0)
+    assert bas_augment(img, rng, resize=40, crop=32).shape == (3, 32, 32)
+    small = bas_augment(img, rng, resize=20, crop=32, resize_mode="long_side")  # 12 x 20 placed in a 32 canvas
+    assert small.shape == (3, 32, 32) and int((small[0] != 0).sum()) == 12 * 20
+    assert cam_augment(img, rng, resize_long=(40, 60), crop=32).shape == (3, 32, 32)
+    patch = random_crop(np.arange(16, dtype=np.float32).reshape(4, 4), 2, np.random.default_rng(1))
+    assert patch.shape == (2, 2) and patch[0, 1] == patch[0, 0] + 1 and patch[1, 0] == patch[0, 0] + 4
+
+
+def test_schema_defaults_are_the_cli_defaults_and_shipped_configs_validate():
+    from pathlib import Path
+
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "workflow/schemas/bas.schema.yaml").read_text())
+    Draft202012Validator.check_schema(schema)
+    props = schema["properties"]
+    assert set(props) == set(bas_train.DEFAULTS)
+    assert {k: v["default"] for k, v in props.items() if k != "cam"} == {
+        k: v for k, v in bas_train.DEFAULTS.items() if k != "cam"}
+    assert {k: v["default"] for k, v in props["cam"]["properties"].items()} == bas_train.CAM_DEFAULTS
+    for name in ("demo", "test", "voc12"):
+        section = yaml.safe_load((root / f"configs/{name}.yaml").read_text())["bas"]
+        Draft202012Validator(schema).validate(section)
+        bas_train.parse_settings(json.dumps(section))

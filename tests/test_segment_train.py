@@ -1,0 +1,187 @@
+"""segment.train / segment.predict on a tiny synthetic VOC set: one train and one predict step of the mmseg model,
+resume of an interrupted run to the identical result (weights_only loads, no fallback), init from a
+deeplab-pytorch-format file, the predict CLI with CRF, and clear errors on bad input."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mmseg")
+
+from mmengine.hooks import Hook  # noqa: E402
+from mmengine.registry import HOOKS  # noqa: E402
+
+from segment.settings import load_settings  # noqa: E402
+from segment.train import train  # noqa: E402
+from wsss_common.io import DataError, load_label_png, save_label_png  # noqa: E402
+from wsss_common.shards import merge_shard_dirs, write_index  # noqa: E402
+from wsss_common.voc import load_image, load_mask, mask_path, read_split_ids  # noqa: E402
+
+TINY = {"model_config": "configs/segment/deeplabv2_msc_scratch.py", "backbone_depth": 18,
+        "backbone_base_channels": 4, "crop_size": 33, "batch_size": 2, "accumulation_steps": 2, "iterations": 2,
+        "checkpoint_interval": 1, "log_interval": 1, "num_workers": 0, "lr": 0.01,
+        "predict": {"crf": {"enabled": False}}}
+
+
+@pytest.fixture(scope="module")
+def pseudo_index(tiny_voc, tmp_path_factory):
+    """A pseudo-mask index of the train_aug ids that have a mask (their GT stands in for IRN's output)."""
+    root = tiny_voc["root"]
+    base = tmp_path_factory.mktemp("pseudo")
+    for image_id in read_split_ids(root, "train_aug"):
+        if mask_path(root, image_id) is not None:
+            save_label_png(base / "shard_0" / f"{image_id}.png", load_mask(root, image_id))
+    write_index(base / "index.json", merge_shard_dirs([base / "shard_0"], ".png"))
+    return base / "index.json"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@HOOKS.register_module(force=True)
+class InterruptAfterIter(Hook):
+    """Simulates a killed job right after runner iteration ``at`` (after the checkpoint hook ran)."""
+    priority = "LOWEST"
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.at:
+            raise _Interrupted(f"interrupted after iteration {self.at}")
+
+
+def _run(tiny_voc, index, work_dir, out, settings=None, **kw):
+    return train(voc_root=str(tiny_voc["root"]), pseudo_masks=str(index), class_names=tiny_voc["class_names"],
+                 settings=load_settings(settings or TINY), work_dir=work_dir, out=out, **kw)
+
+
+def test_one_train_step_and_one_predict_step(tiny_voc, pseudo_index, tmp_path):
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import build_optim_wrapper
+    from mmseg.registry import DATASETS, MODELS
+    from mmseg.utils import register_all_modules
+
+    import segment.registry_modules  # noqa: F401
+    from segment.settings import build_mmseg_config
+
+    register_all_modules(init_default_scope=True)
+    cfg = build_mmseg_config(load_settings(TINY), voc_root=tiny_voc["root"], index_file=pseudo_index,
+                             class_names=tiny_voc["class_names"], work_dir=tmp_path)
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert all("SegmentationClass" not in d["seg_map_path"] for d in dataset.data_list)  # pseudo masks only
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    wrapper = build_optim_wrapper(model, dict(cfg.optim_wrapper, accumulative_counts=1))
+    before = model.decode_head.aspp[0].weight.detach().clone()
+    model.train()
+    log = model.train_step(pseudo_collate([dataset[0], dataset[1]]), wrapper)
+    assert np.isfinite(float(log["loss"])) and "decode.loss_ce_max" in log
+    assert max(dataset[0]["inputs"].shape[1:]) <= 33  # crop (the preprocessor pads smaller ones to 33)
+    assert not torch.equal(before, model.decode_head.aspp[0].weight)
+    model.eval()
+    rgb = load_image(tiny_voc["root"], read_split_ids(tiny_voc["root"], "val")[0])
+    from segment.inference import class_probabilities, image_to_input
+
+    probs = class_probabilities(model, image_to_input(rgb, model, "cpu"), scales=(1.0, 0.75), flip=True)
+    assert probs.shape == (len(tiny_voc["class_names"]), *rgb.shape[:2])
+    assert np.allclose(probs.sum(0), 1.0, atol=1e-4)
+
+
+def test_resume_of_an_interrupted_run_gives_the_same_model(tiny_voc, pseudo_index, tmp_path, monkeypatch):
+    full = _run(tiny_voc, pseudo_index, tmp_path / "full", tmp_path / "full.pth")
+    assert full["runner_iterations"] == 4 and full["init"]["name"] == "scratch"
+
+    with pytest.raises(_Interrupted):
+        _run(tiny_voc, pseudo_index, tmp_path / "cut", tmp_path / "cut.pth",
+             extra_hooks=[dict(type="InterruptAfterIter", at=2)])
+    assert (tmp_path / "cut" / "iter_2.pth").is_file() and not (tmp_path / "cut.pth").exists()
+
+    loads = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    resumed = _run(tiny_voc, pseudo_index, tmp_path / "cut", tmp_path / "cut.pth", resume=True)
+    monkeypatch.undo()
+    assert resumed["resumed_from"].endswith("iter_2.pth") and resumed["runner_iterations"] == 4
+    assert loads and False not in loads  # the checkpoint loaded with weights_only=True, no fallback
+    a = real_load(tmp_path / "full.pth", weights_only=True)["state_dict"]
+    b = real_load(tmp_path / "cut.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+    # other settings: --resume does not continue the old run but starts afresh
+    changed = dict(TINY, seed=1)
+    fresh = _run(tiny_voc, pseudo_index, tmp_path / "cut", tmp_path / "cut.pth", settings=changed, resume=True)
+    assert fresh["resumed_from"] is None
+
+
+def test_init_from_deeplab_pytorch_file_is_recorded(tiny_voc, pseudo_index, tmp_path):
+    from test_segment_model import KazutoDeepLabV2
+
+    kazuto = KazutoDeepLabV2(21, [3, 4, 6, 3], 4)  # COCO/VOC-sized head: skipped, as the reference does
+    torch.save({f"base.{k}": v for k, v in kazuto.state_dict().items()}, tmp_path / "init.pth")
+    settings = dict(TINY, model_config="configs/segment/deeplabv2_r101.py", backbone_depth=50, iterations=1,
+                    accumulation_steps=1, init={"checkpoint": str(tmp_path / "init.pth"), "name": "fake-kazuto"})
+    summary = _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
+    record = json.loads((tmp_path / "model.json").read_text())["init"]
+    assert record["name"] == "fake-kazuto" and record["head_tensors_skipped"] == 8
+    assert record["backbone_tensors"] > 100 and len(record["sha256"]) == 64 and summary["init"] == record
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["segmenter_init"] == "fake-kazuto" and card["segmenter_init_sha256"] == record["sha256"]
+    # frozen-BN config from scratch is refused with a message naming the key
+    with pytest.raises(ValueError, match="segment.init.checkpoint"):
+        _run(tiny_voc, pseudo_index, tmp_path / "wd2", tmp_path / "m2.pth",
+             settings=dict(settings, init={"checkpoint": None}))
+
+
+def test_predict_cli_writes_one_png_per_val_id_of_the_shard(tiny_voc, pseudo_index, tmp_path):
+    from segment.predict import main as predict_main
+
+    settings = dict(TINY, iterations=1, accumulation_steps=1,
+                    predict={"crf": {"enabled": True}, "flip": True})
+    _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
+    root = tiny_voc["root"]
+    predict_main(["--model", str(tmp_path / "model.pth"), "--voc-root", str(root), "--split", "val",
+                  "--settings", json.dumps(settings), "--out-dir", str(tmp_path / "shard_1"), "--shard", "1",
+                  "--num-shards", "2", "--device", "cpu"])
+    ids = read_split_ids(root, "val")[1::2]
+    written = sorted(p.stem for p in (tmp_path / "shard_1").glob("*.png"))
+    assert written == sorted(ids)
+    for image_id in ids:
+        pred = load_label_png(tmp_path / "shard_1" / f"{image_id}.png")
+        assert pred.shape == load_image(root, image_id).shape[:2]
+        assert pred.max() < len(tiny_voc["class_names"])
+
+
+def test_crf_keeps_a_confident_map_and_cleans_noise():
+    from segment.inference import dense_crf
+
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[:, 10:] = 255
+    probs = np.full((2, 20, 20), 0.4, np.float32)
+    probs[0, :, :10], probs[1, :, 10:] = 0.6, 0.6
+    probs[1, :, :10], probs[0, :, 10:] = 0.4, 0.4
+    probs[:, 5, 5] = (0.45, 0.55)  # one noisy pixel inside the left (class 0) region
+    out = dense_crf(rgb, probs).argmax(0)
+    assert (out[:, :10] == 0).all() and (out[:, 10:] == 1).all()
+
+
+def test_bad_inputs_name_the_file_or_key(tiny_voc, pseudo_index, tmp_path):
+    index = json.loads(pseudo_index.read_text())
+    first = next(iter(index["items"]))
+    index["items"][first] = str(tmp_path / "gone.png")
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="gone.png"):
+        _run(tiny_voc, tmp_path / "index.json", tmp_path / "wd", tmp_path / "m.pth")
+    with pytest.raises(ValueError, match="segment.crop_size"):
+        load_settings({"crop_size": "big"})
+    with pytest.raises(ValueError, match="segment.predict"):
+        load_settings({"predict": {"crf": {"enabled": True, "sxy": 3}}})
