@@ -46,7 +46,7 @@ DEFAULTS = {
     "epochs": 10, "batch_size": 16, "lr": 0.005, "new_layer_lr_mult": 10.0, "weight_decay": 1e-4,
     "momentum": 0.9, "reference_momentum_quirk": True, "train_biases": False, "poly_power": 0.9,
     "ddp_max_step_quirk": False, "resize": 512, "resize_mode": "square", "crop": 448,
-    "max_images": None, "sync_bn": True, "amp": True, "channels_last": True, "num_workers": 2, "gpus": 1,
+    "max_images": None, "warmup_epochs": 0, "sync_bn": True, "amp": True, "channels_last": True, "num_workers": 2, "gpus": 1,
     "cam": CAM_DEFAULTS,
 }
 
@@ -104,15 +104,20 @@ def pick_generator(seed: int, epoch: int, step: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch, step, rank]).integers(2**62)))
 
 
-def train_step(model, method: str, images, labels, settings: dict, picked):
-    """Forward + loss of one batch: (total loss, {term: value})."""
+def train_step(model, method: str, images, labels, settings: dict, picked, warmup: bool = False):
+    """Forward + loss of one batch: (total loss, {term: value}).
+
+    ``warmup`` (BAS only, the first ``warmup_epochs``): the total is L_mcls alone, so backbone and F2 learn to
+    classify before the generator is trained against them; every term is still computed and logged.
+    """
     if method == "cam":
         loss = losses.cam_loss(model(images), labels)
         return loss, {"cam": loss}
-    return losses.bas_training_loss(
+    total, terms = losses.bas_training_loss(
         model(images, picked), labels, picked, alpha=settings["alpha"], beta=settings["beta"],
         lam=settings["lambda"], eps=settings["eps"], agnostic_bas_weight=settings["agnostic_bas_weight"],
         agnostic_area_weight=settings["agnostic_area_weight"])
+    return (terms["mcls"] if warmup else total), terms
 
 
 def read_loss_log(path: Path, upto_epoch: int) -> list[str]:
@@ -215,7 +220,8 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
                 picked = picked.to(device)
             set_poly_lr(optimizer, step, max_step, r["poly_power"])
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                total, terms = train_step(net, method, images, targets, settings, picked)
+                total, terms = train_step(net, method, images, targets, settings, picked,
+                                          warmup=method == "bas" and epoch < settings["warmup_epochs"])
             terms = {k: v.item() for k, v in terms.items()}
             check_finite(total.item(), step=step, terms=terms)
             optimizer.zero_grad(set_to_none=True)

@@ -155,3 +155,22 @@ def test_schema_defaults_are_the_cli_defaults_and_shipped_configs_validate():
         section = yaml.safe_load((root / f"configs/{name}.yaml").read_text())["bas"]
         Draft202012Validator(schema).validate(section)
         bas_train.parse_settings(json.dumps(section))
+
+
+def test_warmup_trains_only_the_classification_loss():
+    """warmup_epochs (random-init stand-in for ImageNet weights): the total is L_mcls, the generator gets no gradient."""
+    torch.manual_seed(0)
+    model = BASNet(num_fg=3, depth=18, class_agnostic=True).train()
+    images = torch.randn(2, 3, 64, 64)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    picked = torch.tensor([0, 1])
+    settings = bas_train.parse_settings(json.dumps({"depth": 18}))
+    total, terms = bas_train.train_step(model, "bas", images, labels, settings, picked, warmup=True)
+    assert torch.equal(total, terms["mcls"]) and {"frg", "ac", "bas", "agnostic_bas"} <= set(terms)
+    total.backward()
+    assert model.generator.weight.grad is None or not model.generator.weight.grad.any()
+    assert model.classifier.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    total, terms = bas_train.train_step(model, "bas", images, labels, settings, picked, warmup=False)
+    total.backward()
+    assert model.generator.weight.grad.abs().sum() > 0

@@ -64,3 +64,74 @@ def test_config_errors_fail_before_any_job(workdir):
     p = smk(workdir, "-n", "--configfile", "configs/voc12.yaml", check=False)  # data.root does not exist here
     assert p.returncode != 0 and "config key data.root" in p.stdout + p.stderr
     assert not (workdir / "results").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one real run of the whole DAG on the tiny config, then dry runs after parameter changes
+
+STAGE_RULES = {
+    "seeds": {"train_bas", "export_seeds", "merge_seeds", "eval_seeds"},
+    "irn": {"make_ir_labels", "merge_ir_labels", "train_irn", "make_pseudo_masks", "merge_pseudo_masks", "eval_masks"},
+    "segment": {"train_segmenter", "predict_val", "merge_val_predictions", "eval_val"},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("e2e")
+    shutil.copytree(ROOT / "configs", wd / "configs")
+    smk(wd, "all", "--cores", "2", "--configfile", "configs/test.yaml")
+    return wd
+
+
+def test_end_to_end_writes_every_metric_and_the_report(finished_run):
+    import yaml
+
+    names = yaml.safe_load((ROOT / "configs" / "test.yaml").read_text())["data"]["class_names"]
+    metrics = finished_run / "results" / "test" / "metrics"
+    for name, split in (("seed_miou", "train"), ("mask_miou", "train"), ("val_miou", "val")):
+        m = json.loads((metrics / f"{name}.json").read_text())
+        assert m["split"] == split and m["n_images"] == 8
+        assert set(m["per_class"]) == set(names)
+        assert m["miou"] is None or 0.0 <= m["miou"] <= 100.0
+        assert (metrics / f"{name}.md").is_file()
+    assert "mask_miou" in (finished_run / "results" / "test" / "report.md").read_text()
+    seeds = json.loads((finished_run / "results" / "test" / "seeds" / "index.json").read_text())["items"]
+    masks = json.loads((finished_run / "results" / "test" / "pseudo_masks" / "index.json").read_text())["items"]
+    assert len(seeds) == len(masks) == 24                       # every train_aug id, across the shards
+
+
+def _dry_run_with(wd, change):
+    import yaml
+
+    cfg = yaml.safe_load((wd / "configs" / "test.yaml").read_text())
+    change(cfg)
+    (wd / "configs" / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    return planned_rules(smk(wd, "all", "-n", "--cores", "2", "--configfile", "configs/changed.yaml").stdout)
+
+
+def test_complete_run_has_nothing_to_do(finished_run):
+    out = smk(finished_run, "all", "-n", "--cores", "2", "--configfile", "configs/test.yaml").stdout
+    assert "Nothing to be done" in out
+
+
+def test_segmenter_change_reruns_only_the_segmenter(finished_run):
+    rules = _dry_run_with(finished_run, lambda c: c["segment"].update(lr=0.02))
+    assert rules == STAGE_RULES["segment"] | {"report", "all"}
+
+
+def test_random_walk_change_reruns_masks_and_what_follows_but_not_training(finished_run):
+    rules = _dry_run_with(finished_run, lambda c: c["irn"].update(beta=9))
+    assert {"make_pseudo_masks", "eval_masks", "train_segmenter", "eval_val"} <= rules
+    assert not rules & (STAGE_RULES["seeds"] | {"train_irn", "make_ir_labels", "make_synthetic_voc"})
+
+
+def test_seed_training_change_reruns_everything_after_the_data(finished_run):
+    rules = _dry_run_with(finished_run, lambda c: c["bas"].update(alpha=0.3))
+    assert STAGE_RULES["seeds"] | STAGE_RULES["irn"] | STAGE_RULES["segment"] <= rules
+    assert "make_synthetic_voc" not in rules and "image_labels" not in rules
+
+
+def test_sweep_change_only_re_evaluates_seeds(finished_run):
+    rules = _dry_run_with(finished_run, lambda c: c["seeds"]["sweep"].update(step=0.02))
+    assert rules == {"eval_seeds", "report", "all"}
