@@ -7,12 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from wsss_common.io import DataError
+from wsss_common.io import DataError, load_torch_file
 
 
 def load_trained_model(path: str | Path, device):
     """The segmentor described by the config stored in model.pth, with its trained weights, in eval mode."""
-    import torch
     from mmengine.config import Config
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
@@ -21,12 +20,7 @@ def load_trained_model(path: str | Path, device):
     import segment.registry_modules  # noqa: F401
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"trained model not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataError(f"cannot read trained model {path}: {e}") from None
+    ckpt = load_torch_file(path, "trained model")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt.get("meta", {}):
         raise DataError(f"{path} is not a model written by segment.train (no meta.config / state_dict)")
     cfg = Config.fromstring(ckpt["meta"]["config"], file_format=".py")

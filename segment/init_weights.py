@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wsss_common.io import DataError
+from wsss_common.io import DataError, load_torch_file
 
 _BLOCK = re.compile(r"^layer([2-5])\.block(\d+)\.(reduce|conv3x3|increase|shortcut|proj)\.(conv|bn)\.(.+)$")
 _STEM = re.compile(r"^layer1\.conv1\.(conv|bn)\.(.+)$")
@@ -59,15 +59,8 @@ def convert_state_dict(state: dict) -> tuple[dict, list[str]]:
 def read_state_dict(path: str | Path) -> dict:
     """The tensors of a local ``.pth`` file (a bare state dict or one under ``state_dict``/``model``), loaded with
     ``weights_only=True``."""
-    import torch
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"initial weights not found: {path} (segment.init.checkpoint)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataError(f"cannot read initial weights {path}: {e}") from None
+    obj = load_torch_file(path, "initial weights (segment.init.checkpoint)")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -51,3 +51,13 @@ def test_corrupt_and_missing_files_are_named(tmp_path):
     (tmp_path / "s.npz").write_bytes(b"zip?")
     with pytest.raises(DataError, match="s.npz"):
         load_npz(tmp_path / "s.npz")
+
+
+def test_torch_file_errors_name_what_and_where(tmp_path):
+    from wsss_common.io import load_torch_file
+
+    with pytest.raises(DataError, match="trained model not found: .*model.pth"):
+        load_torch_file(tmp_path / "model.pth", "trained model")
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot read initial weights .*bad.pth"):
+        load_torch_file(tmp_path / "bad.pth", "initial weights")

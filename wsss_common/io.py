@@ -148,3 +148,17 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     except Exception as e:
         raise DataError(f"corrupt image file: {path} ({e})") from None
     return arr
+
+
+def load_torch_file(path: str | os.PathLike, what: str):
+    """``torch.load(path, weights_only=True)`` on CPU; a DataError says ``<what> not found`` / ``cannot read <what>``
+    with the path when the file is missing or unreadable."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"cannot read {what} {path}: {e}") from None
