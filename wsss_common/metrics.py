@@ -74,8 +74,8 @@ def metrics_markdown(name: str, metrics: dict[str, Any]) -> str:
     lines = [f"# {name}", "", f"split: {metrics['split']}, images: {metrics['n_images']}, "
              f"mIoU: {_fmt(metrics['miou'])}", "", "| class | IoU (%) |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics["per_class"].items()]
-    extra = {k: v for k, v in metrics.items() if k not in ("per_class", "miou", "split", "n_images")
-             and isinstance(v, (int, float, str)) or v is None and k not in ("per_class", "miou")}
+    shown = ("per_class", "miou", "split", "n_images")
+    extra = {k: v for k, v in metrics.items() if k not in shown and (v is None or isinstance(v, (int, float, str)))}
     if extra:
         lines += ["", "| key | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in extra.items()]
     return "\n".join(lines) + "\n"

@@ -90,7 +90,7 @@ rule export_seeds:
         ),
     threads: 1
     resources:
-        gpu=0 if config["device"] == "cpu" else 1,
+        gpu=inference_gpus(),
     log:
         "results/{experiment}/logs/export_seeds_{shard}.log",
     shell:

@@ -72,6 +72,11 @@ def gpus_for(section):
     return int(config[section].get("gpus", 1))
 
 
+def inference_gpus():
+    """GPUs a sharded inference job asks for: one, unless the run is CPU-only (each shard gets its own slot)."""
+    return 0 if config["device"] == "cpu" else 1
+
+
 def shard_range(n):
     return list(range(int(n)))
 

@@ -92,10 +92,13 @@ rule make_pseudo_masks:
             }
         ),
     threads: 1
+    resources:
+        gpu=inference_gpus(),
     log:
         "results/{experiment}/logs/make_pseudo_masks_{shard}.log",
     shell:
-        "{PY} -m irn.make_pseudo_masks --voc-root {params.root} --seeds {input.seeds} --model {input.model}"
+        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m irn.make_pseudo_masks"
+        " --voc-root {params.root} --seeds {input.seeds} --model {input.model}"
         " --labels {input.labels} --out-dir {output} --shard {wildcards.shard} --num-shards {params.num_shards}"
         " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
 

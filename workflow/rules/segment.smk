@@ -41,10 +41,12 @@ rule predict_val:
         num_shards=config["segment"]["predict_shards"],
         device=config["device"],
     threads: 1
+    resources:
+        gpu=inference_gpus(),
     log:
         "results/{experiment}/logs/predict_val_{shard}.log",
     shell:
-        "{PY} -m segment.predict --model {input.model} --voc-root {params.root} --split {params.split}"
+        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m segment.predict --model {input.model} --voc-root {params.root} --split {params.split}"
         " --settings {params.settings:q} --out-dir {output} --shard {wildcards.shard}"
         " --num-shards {params.num_shards} --device {params.device} --threads {threads} > {log} 2>&1"
 
