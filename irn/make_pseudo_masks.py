@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from irn.data import image_tensor
 from irn.ir_labels import load_seed
 from irn.model import IRNet, boundary_map
-from irn.random_walk import random_walk
+from irn.random_walk import random_walk, walk_to_label_indices
 from irn.train import load_model
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import DataError, save_label_png
@@ -34,16 +33,11 @@ log = logging.getLogger("irn.make_pseudo_masks")
 
 def labels_from_walk(walked: torch.Tensor, keys: np.ndarray, image_size: tuple[int, int],
                      bg_threshold: float) -> np.ndarray:
-    """K x h x w walked maps -> H x W uint8 class ids: bilinear x4 (align_corners=False), crop, divide by the
-    single global max, prepend the background plane, argmax, map through [0, *keys]."""
-    height, width = image_size
+    """K x h x w walked maps -> H x W uint8 class ids: the reference post-processing
+    (``walk_to_label_indices``) mapped through [0, *keys]."""
     if walked.shape[0] == 0:
         return np.zeros(image_size, np.uint8)
-    up = F.interpolate(walked[None].float(), scale_factor=4, mode="bilinear", align_corners=False)[0]
-    up = up[:, :height, :width]
-    up = up / up.max().clamp_min(1e-12)  # an all-zero walk (no seed at all) stays zero instead of NaN
-    planes = torch.cat([torch.full_like(up[:1], bg_threshold), up], dim=0)
-    index = torch.argmax(planes, dim=0).cpu().numpy()
+    index = walk_to_label_indices(walked.float(), image_size, bg_threshold).cpu().numpy()
     return np.concatenate([[0], np.asarray(keys, np.int64)])[index].astype(np.uint8)
 
 

@@ -161,6 +161,6 @@ def walk_to_label_indices(walked: torch.Tensor, image_size: tuple[int, int], bg_
     height, width = image_size
     upsampled = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
     upsampled = upsampled[:, :height, :width]
-    upsampled = upsampled / upsampled.max()
+    upsampled = upsampled / upsampled.max().clamp_min(1e-12)  # an all-zero walk stays zero instead of NaN
     with_background = F.pad(upsampled, (0, 0, 0, 0, 1, 0), value=bg_threshold)
     return with_background.argmax(dim=0)
