@@ -97,16 +97,18 @@ class BASNet(nn.Module):
             for m, mode in zip(self.layer4.modules(), previous):
                 m.training = mode
 
-    def forward(self, x: torch.Tensor, picked: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, picked: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Training forward (``picked``: (B,) class index 0..num_fg-1 of the map M_f of each image).
 
-        Returns ``scores`` GAP(F) (B, num_fg), ``cam`` F, ``maps`` M, ``fg_map`` M_f (B, 1, h, w), ``bg_scores``
+        ``picked`` None (warm-up): the classification path only, ``scores`` and ``cam``. Otherwise returns ``scores`` GAP(F) (B, num_fg), ``cam`` F, ``maps`` M, ``fg_map`` M_f (B, 1, h, w), ``bg_scores``
         (B, num_fg) of the background branch erased with M_f, and with the class-agnostic head also
         ``agnostic_map`` (B, 1, h, w) and ``agnostic_bg_scores`` (B, num_fg) of the branch erased with it.
         """
         x3 = self.extract(x)
-        maps = self.generate(x3)
         cam = self.classify(x3)
+        if picked is None:
+            return {"scores": cam.mean(dim=(2, 3)), "cam": cam}
+        maps = self.generate(x3)
         index = picked.view(-1, 1, 1, 1).expand(-1, 1, *maps.shape[2:])
         fg_map = maps.gather(1, index)
         out = {"scores": cam.mean(dim=(2, 3)), "cam": cam, "maps": maps, "fg_map": fg_map,

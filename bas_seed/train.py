@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import write_text_atomic
-from wsss_common.training import (check_finite, load_checkpoint, make_sgd, save_checkpoint, seed_everything,
+from wsss_common.training import (check_finite, load_checkpoint, make_optimizer, save_checkpoint, seed_everything,
                                   set_poly_lr)
 
 from . import losses
@@ -35,16 +35,17 @@ from .model import build_model, model_config_of
 log = logging.getLogger("bas_seed.train")
 
 CAM_DEFAULTS = {
-    "epochs": 5, "batch_size": 16, "lr": 0.1, "new_layer_lr_mult": 10.0, "weight_decay": 1e-4, "momentum": 0.9,
-    "reference_momentum_quirk": True, "poly_power": 0.9, "resize_long": [320, 640], "crop": 512,
+    "epochs": 5, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "new_layer_lr_mult": 10.0, "weight_decay": 1e-4,
+    "momentum": 0.9, "reference_momentum_quirk": True, "poly_power": 0.9, "resize_long": [320, 640], "crop": 512,
     "fixed_bn": True, "freeze_stem": True,
 }
 DEFAULTS = {
     "method": "bas", "depth": 50, "weights": None, "class_agnostic": True,
     "alpha": 0.2, "beta": 1.2, "lambda": 1.0, "eps": 1e-8,
     "agnostic_bas_weight": 1.0, "agnostic_area_weight": 1.2, "background_bn": "batch",
-    "epochs": 10, "batch_size": 16, "lr": 0.005, "new_layer_lr_mult": 10.0, "weight_decay": 1e-4,
-    "momentum": 0.9, "reference_momentum_quirk": True, "train_biases": False, "poly_power": 0.9,
+    "epochs": 10, "batch_size": 16, "optimizer": "sgd", "lr": 0.005, "new_layer_lr_mult": 10.0,
+    "generator_lr_mult": None, "weight_decay": 1e-4, "momentum": 0.9, "reference_momentum_quirk": True,
+    "train_biases": False, "poly_power": 0.9,
     "ddp_max_step_quirk": False, "resize": 512, "resize_mode": "square", "crop": 448,
     "max_images": None, "warmup_epochs": 0, "sync_bn": True, "amp": True, "channels_last": True, "num_workers": 2, "gpus": 1,
     "cam": CAM_DEFAULTS,
@@ -66,6 +67,9 @@ def parse_settings(settings_json: str, method: str | None = None) -> dict:
     settings = {**DEFAULTS, **given, "cam": {**CAM_DEFAULTS, **(given.get("cam") or {})}}
     if method is not None:
         settings["method"] = method
+    for key, section in (("optimizer", settings), ("cam.optimizer", settings["cam"])):
+        if section["optimizer"] not in ("sgd", "adamw"):
+            raise ValueError(f"settings bas.{key} must be 'sgd' or 'adamw', got {section['optimizer']!r}")
     if settings["method"] not in ("bas", "cam"):
         raise ValueError(f"settings bas.method must be 'bas' or 'cam', got {settings['method']!r}")
     return settings
@@ -76,11 +80,18 @@ def recipe(settings: dict) -> dict:
     return settings["cam"] if settings["method"] == "cam" else settings
 
 
-def param_groups(model, lr: float, new_layer_lr_mult: float, train_biases: bool) -> list[dict]:
-    """Backbone at lr, generator/classifier at lr * mult. Without ``train_biases`` (BAS reference: only parameters
+def param_groups(model, lr: float, new_layer_lr_mult: float, train_biases: bool,
+                 generator_lr_mult: float | None = None) -> list[dict]:
+    """Backbone at lr, classifier (and generator) at lr * new_layer_lr_mult; with ``generator_lr_mult`` the BAS
+    generator gets its own group at lr * generator_lr_mult. Without ``train_biases`` (BAS reference: only parameters
     named "...weight" reach the optimiser) biases are frozen, i.e. BN betas keep their initial values."""
+    plan = [(model.backbone_modules(), lr)]
+    if generator_lr_mult is not None and hasattr(model, "generator"):
+        plan += [([model.classifier], lr * new_layer_lr_mult), ([model.generator], lr * generator_lr_mult)]
+    else:
+        plan += [(model.new_modules(), lr * new_layer_lr_mult)]
     groups = []
-    for modules, group_lr in ((model.backbone_modules(), lr), (model.new_modules(), lr * new_layer_lr_mult)):
+    for modules, group_lr in plan:
         params = []
         for module in modules:
             for name, p in module.named_parameters():
@@ -107,17 +118,21 @@ def pick_generator(seed: int, epoch: int, step: int, rank: int) -> torch.Generat
 def train_step(model, method: str, images, labels, settings: dict, picked, warmup: bool = False):
     """Forward + loss of one batch: (total loss, {term: value}).
 
-    ``warmup`` (BAS only, the first ``warmup_epochs``): the total is L_mcls alone, so backbone and F2 learn to
-    classify before the generator is trained against them; every term is still computed and logged.
+    ``warmup`` (BAS only, the first ``warmup_epochs``): the loss is L_mcls alone, so backbone and F2 learn to
+    classify before the generator is trained against them. Only the classification path runs (no generator, no
+    background branches: about half the cost of a BAS step), so only ``mcls`` is returned.
     """
     if method == "cam":
         loss = losses.cam_loss(model(images), labels)
         return loss, {"cam": loss}
+    if warmup:
+        mcls = losses.mcls_loss(model(images, None)["scores"].float(), labels)
+        return mcls, {"mcls": mcls}
     total, terms = losses.bas_training_loss(
         model(images, picked), labels, picked, alpha=settings["alpha"], beta=settings["beta"],
         lam=settings["lambda"], eps=settings["eps"], agnostic_bas_weight=settings["agnostic_bas_weight"],
         agnostic_area_weight=settings["agnostic_area_weight"])
-    return (terms["mcls"] if warmup else total), terms
+    return total, terms
 
 
 def read_loss_log(path: Path, upto_epoch: int) -> list[str]:
@@ -167,14 +182,16 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
     model = build_model(model_config, weights=settings["weights"], **training_options)
     model_config = model_config_of(model, settings["depth"])
     groups = param_groups(model, r["lr"], r["new_layer_lr_mult"],
-                          train_biases=True if method == "cam" else settings["train_biases"])
+                          train_biases=True if method == "cam" else settings["train_biases"],
+                          generator_lr_mult=settings["generator_lr_mult"] if method == "bas" else None)
     if distributed and method == "bas" and settings["sync_bn"]:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # reference: SyncBN in train mode
     cuda = device.type == "cuda"
     memory_format = torch.channels_last if cuda and settings["channels_last"] else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    optimizer = make_sgd(groups, lr=r["lr"], weight_decay=r["weight_decay"], momentum=r["momentum"],
-                         reference_momentum_quirk=r["reference_momentum_quirk"])
+    optimizer = make_optimizer(groups, name=r["optimizer"], lr=r["lr"],
+                               weight_decay=r["weight_decay"], momentum=r["momentum"],
+                               reference_momentum_quirk=r["reference_momentum_quirk"])
     use_amp = cuda and settings["amp"]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -198,7 +215,10 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
 
     net = model
     if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        # warm-up epochs leave the generator without gradients, which DDP must be told about
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None,
+            find_unused_parameters=method == "bas" and settings["warmup_epochs"] > 0)
     log.info("%s: %d images, %d epochs x %d steps of %d (x%d ranks), max_step %d, device %s", method, len(ids),
              r["epochs"], steps_per_epoch, batch_per_rank, world_size, max_step, device)
 

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from bas_seed import losses
 from bas_seed import train as bas_train
 from bas_seed.data import bas_augment, cam_augment, epoch_batches, load_training_labels, random_crop
 from bas_seed.model import BASNet, CAMNet, load_model
 from wsss_common.io import DataError
-from wsss_common.training import load_checkpoint
+from wsss_common.training import load_checkpoint, make_optimizer
 
 TINY = {"depth": 18, "epochs": 1, "batch_size": 4, "lr": 0.01, "resize": 40, "crop": 32, "num_workers": 0,
         "cam": {"epochs": 1, "batch_size": 4, "lr": 0.01, "resize_long": [32, 48], "crop": 32}}
@@ -46,15 +47,19 @@ def test_biases_are_not_trained_by_default_and_new_layers_get_ten_times_lr():
     assert ids[1] == {id(net.generator.weight), id(net.classifier.weight)}
     assert id(net.stem[1].weight) in ids[0] and id(net.stem[1].bias) not in ids[0]  # BN gamma trained, beta not
     assert not net.stem[1].bias.requires_grad
+    split = bas_train.param_groups(net, 0.005, 10.0, train_biases=False, generator_lr_mult=1.0)
+    assert [(g["lr"], [id(p) for p in g["params"]]) for g in split[1:]] == [
+        (0.05, [id(net.classifier.weight)]), (0.005, [id(net.generator.weight)])]
     all_groups = bas_train.param_groups(BASNet(num_fg=5, depth=18), 0.005, 10.0, train_biases=True)
     assert sum(len(g["params"]) for g in all_groups) == sum(len(g["params"]) for g in groups) + len(
         [n for n, _ in net.named_parameters() if n.endswith("bias")])
 
 
-def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(tiny_voc, tmp_path, monkeypatch):
+@pytest.mark.parametrize("changes", [{}, {"optimizer": "adamw", "warmup_epochs": 1}], ids=["sgd", "adamw-warmup"])
+def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(tiny_voc, tmp_path, monkeypatch, changes):
     torch.use_deterministic_algorithms(True)
     try:
-        settings = {**TINY, "epochs": 2}
+        settings = {**TINY, "epochs": 2, **changes}
         full = load_checkpoint(run(tiny_voc, tmp_path / "full", settings))
 
         real_save = bas_train.save_checkpoint
@@ -80,6 +85,22 @@ def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(tiny
     again = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
              for line in (tmp_path / "killed" / "loss.jsonl").read_text().splitlines()]
     assert strip == again and len(strip) == 2
+
+
+def test_optimizer_choice_keeps_group_lrs_and_rejects_unknown_names():
+    net = BASNet(num_fg=2, depth=18)
+    for name, kind in (("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)):
+        opt = make_optimizer(bas_train.param_groups(net, 0.001, 10.0, train_biases=True), name=name, lr=0.001,
+                             weight_decay=1e-4, momentum=0.9, reference_momentum_quirk=False)
+        assert type(opt) is kind and [g["lr"] for g in opt.param_groups] == [0.001, 0.01]
+    quirk = make_optimizer([torch.nn.Parameter(torch.zeros(1))], name="sgd", lr=0.1, weight_decay=1e-4, momentum=0.9,
+                           reference_momentum_quirk=True)
+    assert quirk.defaults["momentum"] == 1e-4 and quirk.defaults["weight_decay"] == 0
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer([torch.nn.Parameter(torch.zeros(1))], name="adam", lr=0.1, weight_decay=0, momentum=0,
+                       reference_momentum_quirk=False)
+    with pytest.raises(ValueError, match="optimizer"):
+        bas_train.parse_settings(json.dumps({"optimizer": "adam"}))
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_voc, tmp_path):
@@ -166,7 +187,8 @@ def test_warmup_trains_only_the_classification_loss():
     picked = torch.tensor([0, 1])
     settings = bas_train.parse_settings(json.dumps({"depth": 18}))
     total, terms = bas_train.train_step(model, "bas", images, labels, settings, picked, warmup=True)
-    assert torch.equal(total, terms["mcls"]) and {"frg", "ac", "bas", "agnostic_bas"} <= set(terms)
+    assert set(terms) == {"mcls"} and torch.equal(total, terms["mcls"])
+    assert torch.allclose(total, losses.mcls_loss(model(images, picked)["scores"], labels))
     total.backward()
     assert model.generator.weight.grad is None or not model.generator.weight.grad.any()
     assert model.classifier.weight.grad.abs().sum() > 0

@@ -30,6 +30,20 @@ def make_sgd(param_groups, *, lr: float, weight_decay: float, momentum: float, r
     return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def make_optimizer(param_groups, *, name: str, lr: float, weight_decay: float, momentum: float,
+                   reference_momentum_quirk: bool):
+    """``sgd`` (the references: ``make_sgd``) or ``adamw`` (torch AdamW, default betas; momentum and the quirk do not
+    apply). Every group keeps its own lr, so the poly schedule and the new-layer multiplier work for both."""
+    import torch
+
+    if name == "sgd":
+        return make_sgd(param_groups, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                        reference_momentum_quirk=reference_momentum_quirk)
+    if name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
+
+
 def set_poly_lr(optimizer, step: int, max_step: int, power: float) -> None:
     """Set every group's lr to its ``initial_lr`` (set here on first use) times the poly factor."""
     for g in optimizer.param_groups:
