@@ -100,7 +100,8 @@ class BASNet(nn.Module):
     def forward(self, x: torch.Tensor, picked: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Training forward (``picked``: (B,) class index 0..num_fg-1 of the map M_f of each image).
 
-        ``picked`` None (warm-up): the classification path only, ``scores`` and ``cam``. Otherwise returns ``scores`` GAP(F) (B, num_fg), ``cam`` F, ``maps`` M, ``fg_map`` M_f (B, 1, h, w), ``bg_scores``
+        ``picked`` None (warm-up): the classification path only, ``scores`` and ``cam``. Otherwise returns
+        ``scores`` GAP(F) (B, num_fg), ``cam`` F, ``maps`` M, ``fg_map`` M_f (B, 1, h, w), ``bg_scores``
         (B, num_fg) of the background branch erased with M_f, and with the class-agnostic head also
         ``agnostic_map`` (B, 1, h, w) and ``agnostic_bg_scores`` (B, num_fg) of the branch erased with it.
         """

@@ -120,7 +120,7 @@ def train_step(model, method: str, images, labels, settings: dict, picked, warmu
 
     ``warmup`` (BAS only, the first ``warmup_epochs``): the loss is L_mcls alone, so backbone and F2 learn to
     classify before the generator is trained against them. Only the classification path runs (no generator, no
-    background branches: about half the cost of a BAS step), so only ``mcls`` is returned.
+    background branches: a warm-up epoch of the demo takes ~2/3 the time of a BAS epoch), so only ``mcls`` is returned.
     """
     if method == "cam":
         loss = losses.cam_loss(model(images), labels)
