@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from wsss_common.config import load_section
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import DataError, load_npz, save_npz_atomic, write_json_atomic
 from wsss_common.shards import shard_ids
@@ -119,8 +120,15 @@ def multiscale_maps(model, image: np.ndarray, scales, channels: torch.Tensor, de
 
 @torch.no_grad()
 def seed_maps(model, image: np.ndarray, class_ids: list[int], settings: dict, device, cam_model=None,
-              keep_features: bool = False):
-    """Max-normalised (and fused) maps of the image's classes: (cam (K, h4, w4), high_res (K, H, W), x3 | None)."""
+              keep_features: bool = False, keep_variants: bool = False):
+    """Max-normalised (and fused) maps of the image's classes: (cam (K, h4, w4), high_res (K, H, W), x3 | None,
+    variants).
+
+    ``variants`` (with ``keep_variants``, else {}): the full-resolution maps of the steps before each fusion, so
+    that the seed evaluation can report them beside the final seed: ``bas_class_specific`` (the class-specific BAS
+    maps alone, Table 6/9 "Ours") when any fusion is on, and ``bas_foreground`` (BAS with the class-agnostic fusion,
+    Table 13) when both fusions are on.
+    """
     fusion = _require(settings, "foreground_fusion")
     scales = [float(s) for s in _require(settings, "scales")]
     channels = [c - 1 for c in class_ids]
@@ -128,27 +136,35 @@ def seed_maps(model, image: np.ndarray, class_ids: list[int], settings: dict, de
         if not getattr(model, "class_agnostic", False):
             raise ValueError(f"seeds.foreground_fusion is {fusion!r} but the model has no class-agnostic map "
                              "(train it with bas.class_agnostic: true, or set seeds.foreground_fusion: none)")
-        channels = channels + [model.num_fg]  # the class-agnostic map is the generator's last channel
+        channels = channels + [model.num_fg]  # the class-agnostic map is the last channel of model.generate
     index = torch.tensor(channels, dtype=torch.long, device=device)
     cam, high_res, x3 = multiscale_maps(model, image, scales, index, device, keep_features)
     cam, high_res = max_normalize(cam), max_normalize(high_res)
+    variants = {}
     if fusion != "none":
+        if keep_variants:
+            variants["bas_class_specific"] = high_res[:-1]
         cam = fuse_foreground(cam[:-1], cam[-1], fusion)
         high_res = fuse_foreground(high_res[:-1], high_res[-1], fusion)
     if cam_model is not None:
+        if keep_variants:
+            variants["bas_foreground" if fusion != "none" else "bas_class_specific"] = high_res
         index = torch.tensor([c - 1 for c in class_ids], dtype=torch.long, device=device)
         cam_b, high_b, _ = multiscale_maps(cam_model, image, scales, index, device)
         cam = fuse_with_cam(cam, cam_b)
         high_res = fuse_with_cam(high_res, high_b)
-    return cam, high_res, x3
+    return cam, high_res, x3, variants
 
 
 def seed_record(class_ids: list[int], cam: torch.Tensor, high_res: torch.Tensor, threshold: float,
-                image_size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The arrays of one ``wsss-seed/1`` file (see docs/DEVELOPING.md)."""
-    return {"format": np.asarray(SEED_FORMAT), "keys": np.asarray(class_ids, np.int64).reshape(-1),
-            "cam": cam.float().cpu().numpy(), "high_res": high_res.float().cpu().numpy(),
-            "threshold": np.float32(threshold), "image_size": np.asarray(image_size, np.int64)}
+                image_size: tuple[int, int], variants: dict | None = None) -> dict[str, np.ndarray]:
+    """The arrays of one ``wsss-seed/1`` file (see docs/DEVELOPING.md); each variant as ``variant_<name>``."""
+    record = {"format": np.asarray(SEED_FORMAT), "keys": np.asarray(class_ids, np.int64).reshape(-1),
+              "cam": cam.float().cpu().numpy(), "high_res": high_res.float().cpu().numpy(),
+              "threshold": np.float32(threshold), "image_size": np.asarray(image_size, np.int64)}
+    for name, maps in (variants or {}).items():
+        record[f"variant_{name}"] = maps.float().cpu().numpy()
+    return record
 
 
 def load_seed(path: str | Path) -> dict[str, np.ndarray]:
@@ -161,7 +177,8 @@ def load_seed(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: format {str(seed['format'])!r}, expected {SEED_FORMAT!r}")
     k = seed["keys"].shape[0]
     h, w = (int(v) for v in seed["image_size"])
-    if seed["high_res"].shape != (k, h, w) or seed["cam"].shape != (k, *strided_size(h, w)):
+    bad_variant = [n for n in seed if n.startswith("variant_") and seed[n].shape != (k, h, w)]
+    if seed["high_res"].shape != (k, h, w) or seed["cam"].shape != (k, *strided_size(h, w)) or bad_variant:
         raise DataError(f"{path}: shapes keys {seed['keys'].shape}, cam {seed['cam'].shape}, high_res "
                         f"{seed['high_res'].shape} do not fit image_size {(h, w)}")
     return seed
@@ -179,8 +196,9 @@ def main(argv=None) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
-    p.add_argument("--search-labels", help="label cache JSON: search thresholds only for its ids (seeds."
-                   "threshold_search.scope: eval_split); the other seeds get threshold NaN")
+    p.add_argument("--eval-labels", help="label cache JSON of the evaluation split: the seeds of its ids also keep "
+                   "the maps before each fusion (for the seed report); with seeds.threshold_search.scope eval_split "
+                   "only they get a searched threshold (the others NaN)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--timing", help="optional JSON file for the seconds spent on maps and on the threshold search")
@@ -190,7 +208,7 @@ def main(argv=None) -> None:
 
     from .model import load_model
 
-    settings = json.loads(a.settings)
+    settings = load_section("seeds", a.settings)
     if bool(_require(settings, "fuse_cam")) != bool(a.cam_model):
         raise SystemExit("seeds.fuse_cam and --cam-model must go together: "
                          f"fuse_cam={settings['fuse_cam']}, --cam-model={a.cam_model!r}")
@@ -203,7 +221,10 @@ def main(argv=None) -> None:
     grid = search_grid(settings)
     search = settings["threshold_search"]
     labels = load_label_cache(a.labels)
-    search_ids = set(load_label_cache(a.search_labels)) if a.search_labels else set(labels)
+    eval_ids = set(load_label_cache(a.eval_labels)) if a.eval_labels else set()
+    if search["scope"] == "eval_split" and not a.eval_labels:
+        raise SystemExit("seeds.threshold_search.scope is eval_split: --eval-labels is required")
+    search_ids = eval_ids if search["scope"] == "eval_split" else set(labels)
     ids = shard_ids(list(labels), a.shard, a.num_shards)
     out_dir = Path(a.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,8 +243,8 @@ def main(argv=None) -> None:
         searched = grid is not None and image_id in search_ids
         if class_ids:
             start = time.perf_counter()
-            cam, high_res, x3 = seed_maps(model, image, class_ids, settings, device, cam_model,
-                                          keep_features=searched)
+            cam, high_res, x3, variants = seed_maps(model, image, class_ids, settings, device, cam_model,
+                                                    keep_features=searched, keep_variants=image_id in eval_ids)
             high_res = high_res.float()
             mid = time.perf_counter()
             if searched:
@@ -233,8 +254,9 @@ def main(argv=None) -> None:
             map_seconds += mid - start
             search_seconds += time.perf_counter() - mid
         else:  # no foreground label: an empty seed (every pixel background)
-            cam, high_res = torch.zeros(0, *strided_size(h, w)), torch.zeros(0, h, w)
-        save_npz_atomic(out_dir / f"{image_id}.npz", **seed_record(class_ids, cam, high_res, threshold, (h, w)))
+            cam, high_res, variants = torch.zeros(0, *strided_size(h, w)), torch.zeros(0, h, w), {}
+        save_npz_atomic(out_dir / f"{image_id}.npz",
+                        **seed_record(class_ids, cam, high_res, threshold, (h, w), variants))
     log.info("done: maps %.1f s, threshold search %.1f s (%.2fx of the maps)", map_seconds, search_seconds,
              search_seconds / map_seconds if map_seconds else float("nan"))
     if a.timing:

@@ -75,7 +75,8 @@ def bas_training_loss(out: dict, labels: torch.Tensor, picked: torch.Tensor, *, 
                       lam: float, eps: float = 1e-8, agnostic_bas_weight: float = 1.0,
                       agnostic_area_weight: float = 1.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 10, L = L_mcls + alpha L_frg + beta L_ac + lam L_bas, plus (when the net has the class-agnostic map)
-    agnostic_bas_weight * L_bas^agn + agnostic_area_weight * L_ac^agn. lam = 0 is Table 6's FPM baseline.
+    lam * agnostic_bas_weight * L_bas^agn + agnostic_area_weight * L_ac^agn. lam = 0 is Table 6's FPM baseline:
+    no background-suppression term at all, for either map.
 
     ``out`` is ``BASNet.forward``'s dict; everything is computed in float32. Returns (total, unweighted terms).
     """
@@ -91,7 +92,8 @@ def bas_training_loss(out: dict, labels: torch.Tensor, picked: torch.Tensor, *, 
     if "agnostic_map" in out:
         terms["agnostic_bas"] = agnostic_bas_loss(scores, out["agnostic_bg_scores"].float(), labels, eps)
         terms["agnostic_ac"] = ac_loss(out["agnostic_map"].float())
-        total = total + agnostic_bas_weight * terms["agnostic_bas"] + agnostic_area_weight * terms["agnostic_ac"]
+        total = (total + lam * agnostic_bas_weight * terms["agnostic_bas"]
+                 + agnostic_area_weight * terms["agnostic_ac"])
     return total, terms
 
 

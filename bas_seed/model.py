@@ -2,7 +2,10 @@
 
 BASNet (bas_irn_facts.md §1.2):
     x3 = extract(x)                      stem .. layer3, "F1" in the paper (stride 16)
-    M  = sigmoid(generator(x3))          3x3 conv, no bias: one map per foreground class [+ one class-agnostic map]
+    M  = sigmoid(generator(x3))          3x3 conv, no bias: one map per foreground class
+    A  = sigmoid(agnostic(x3.detach()))  optional class-agnostic foreground map (§5.5), 3x3 conv, no bias, on
+                                         *detached* layer3 features: an add-on that cannot change the released
+                                         network (class_agnostic false = the released network exactly)
     F  = classifier(layer4(x3))          "F2": layer4 + 1x1 conv, no bias; class scores = GAP(F)
     background branch                    F2 with frozen weights on x3.detach() * (1 - M_f), see ``background_scores``
 
@@ -47,23 +50,40 @@ class BASNet(nn.Module):
         self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = (backbone.layer1, backbone.layer2,
                                                               backbone.layer3, backbone.layer4)
-        self.generator = nn.Conv2d(c3, self.num_fg + (1 if self.class_agnostic else 0), 3, padding=1, bias=False)
+        self.generator = nn.Conv2d(c3, self.num_fg, 3, padding=1, bias=False)
         self.classifier = nn.Conv2d(c4, self.num_fg, 1, bias=False)
         _init_new_conv(self.generator)
         _init_new_conv(self.classifier)
+        if self.class_agnostic:
+            # Its own conv, initialised last on a forked RNG: the rest of the net (and everything drawn from the global
+            # RNG afterwards) is the same with and without it, and its training input is x3.detach(), so its losses
+            # never reach layer1-3. The class-specific maps of a class_agnostic model are then those of the released
+            # network trained alone (Table 6/9 "Ours"), and the agnostic map only adds Table 13's fusion.
+            self.agnostic = nn.Conv2d(c3, 1, 3, padding=1, bias=False)
+            with torch.random.fork_rng(devices=[]):
+                _init_new_conv(self.agnostic)
 
     def backbone_modules(self) -> list[nn.Module]:
         return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
 
+    def generator_modules(self) -> list[nn.Module]:
+        """The map generators: the class-specific generator and, when present, the class-agnostic one."""
+        return [self.generator] + ([self.agnostic] if self.class_agnostic else [])
+
     def new_modules(self) -> list[nn.Module]:
-        """The layers that get the 10x learning rate (the reference's "classifier" name match)."""
-        return [self.generator, self.classifier]
+        """The layers that get the 10x learning rate (the reference's "classifier" name match; the agnostic
+        generator, not in the reference, is treated as the generator)."""
+        return [self.classifier] + self.generator_modules()
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer3(self.layer2(self.layer1(self.stem(x))))
 
     def generate(self, x3: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.generator(x3))
+        """Inference maps: (B, num_fg [+ 1], h, w), the class-agnostic map (if any) as the last channel."""
+        maps = torch.sigmoid(self.generator(x3))
+        if self.class_agnostic:
+            maps = torch.cat([maps, torch.sigmoid(self.agnostic(x3))], dim=1)
+        return maps
 
     def classify(self, x3: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.layer4(x3))
@@ -109,13 +129,13 @@ class BASNet(nn.Module):
         cam = self.classify(x3)
         if picked is None:
             return {"scores": cam.mean(dim=(2, 3)), "cam": cam}
-        maps = self.generate(x3)
+        maps = torch.sigmoid(self.generator(x3))
         index = picked.view(-1, 1, 1, 1).expand(-1, 1, *maps.shape[2:])
         fg_map = maps.gather(1, index)
         out = {"scores": cam.mean(dim=(2, 3)), "cam": cam, "maps": maps, "fg_map": fg_map,
                "bg_scores": self.background_scores(x3, fg_map)}
         if self.class_agnostic:
-            agnostic_map = maps[:, self.num_fg:self.num_fg + 1]
+            agnostic_map = torch.sigmoid(self.agnostic(x3.detach()))
             out["agnostic_map"] = agnostic_map
             out["agnostic_bg_scores"] = self.background_scores(x3, agnostic_map)
         return out

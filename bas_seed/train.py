@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from wsss_common.config import load_section
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import write_text_atomic
 from wsss_common.training import (check_finite, load_checkpoint, make_optimizer, save_checkpoint, seed_everything,
@@ -34,44 +35,12 @@ from .model import build_model, model_config_of
 
 log = logging.getLogger("bas_seed.train")
 
-CAM_DEFAULTS = {
-    "epochs": 5, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "new_layer_lr_mult": 10.0, "weight_decay": 1e-4,
-    "momentum": 0.9, "reference_momentum_quirk": True, "poly_power": 0.9, "resize_long": [320, 640], "crop": 512,
-    "fixed_bn": True, "freeze_stem": True,
-}
-DEFAULTS = {
-    "method": "bas", "depth": 50, "weights": None, "class_agnostic": True,
-    "alpha": 0.2, "beta": 1.2, "lambda": 1.0, "eps": 1e-8,
-    "agnostic_bas_weight": 1.0, "agnostic_area_weight": 1.2, "background_bn": "batch",
-    "epochs": 10, "batch_size": 16, "optimizer": "sgd", "lr": 0.005, "new_layer_lr_mult": 10.0,
-    "generator_lr_mult": None, "weight_decay": 1e-4, "momentum": 0.9, "reference_momentum_quirk": True,
-    "train_biases": False, "poly_power": 0.9,
-    "ddp_max_step_quirk": False, "resize": 512, "resize_mode": "square", "crop": 448,
-    "max_images": None, "warmup_epochs": 0, "sync_bn": True, "amp": True, "channels_last": True, "num_workers": 2, "gpus": 1,
-    "cam": CAM_DEFAULTS,
-}
-
-
-def parse_settings(settings_json: str, method: str | None = None) -> dict:
-    """The ``bas`` section over the defaults; unknown keys are an error naming them; ``method`` overrides."""
-    try:
-        given = json.loads(settings_json)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--settings is not valid JSON: {e}") from None
-    if not isinstance(given, dict):
-        raise ValueError("--settings must be a JSON object (the config section bas)")
-    unknown = sorted(set(given) - set(DEFAULTS))
-    unknown_cam = sorted(set(given.get("cam") or {}) - set(CAM_DEFAULTS))
-    if unknown or unknown_cam:
-        raise ValueError(f"unknown keys in settings bas: {unknown + ['cam.' + k for k in unknown_cam]}")
-    settings = {**DEFAULTS, **given, "cam": {**CAM_DEFAULTS, **(given.get("cam") or {})}}
+def parse_settings(settings_json: str | dict, method: str | None = None) -> dict:
+    """The ``bas`` section through the project's one loader (workflow/schemas/bas.schema.yaml: validated, defaults
+    filled in, errors name the key); ``method`` overrides ``bas.method``."""
+    settings = load_section("bas", settings_json)
     if method is not None:
         settings["method"] = method
-    for key, section in (("optimizer", settings), ("cam.optimizer", settings["cam"])):
-        if section["optimizer"] not in ("sgd", "adamw"):
-            raise ValueError(f"settings bas.{key} must be 'sgd' or 'adamw', got {section['optimizer']!r}")
-    if settings["method"] not in ("bas", "cam"):
-        raise ValueError(f"settings bas.method must be 'bas' or 'cam', got {settings['method']!r}")
     return settings
 
 
@@ -87,7 +56,7 @@ def param_groups(model, lr: float, new_layer_lr_mult: float, train_biases: bool,
     named "...weight" reach the optimiser) biases are frozen, i.e. BN betas keep their initial values."""
     plan = [(model.backbone_modules(), lr)]
     if generator_lr_mult is not None and hasattr(model, "generator"):
-        plan += [([model.classifier], lr * new_layer_lr_mult), ([model.generator], lr * generator_lr_mult)]
+        plan += [([model.classifier], lr * new_layer_lr_mult), (model.generator_modules(), lr * generator_lr_mult)]
     else:
         plan += [(model.new_modules(), lr * new_layer_lr_mult)]
     groups = []
@@ -151,8 +120,10 @@ def init_distributed():
 
 
 def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: str, device: torch.device,
-          seed: int = 0, resume: bool = False, rank: int = 0, world_size: int = 1) -> dict:
-    """Train to ``out``; returns the final checkpoint dict."""
+          seed: int = 0, resume: bool = False, rank: int = 0, world_size: int = 1,
+          imagenet_weights: str | None = None) -> dict:
+    """Train to ``out`` (from the torchvision ImageNet file ``imagenet_weights``, or random init); returns the final
+    checkpoint dict."""
     method = settings["method"]
     r = recipe(settings)
     out, loss_log = Path(out), Path(loss_log)
@@ -179,7 +150,7 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
                         else {"background_bn": settings["background_bn"]})
     model_config = {"method": method, "depth": settings["depth"], "num_fg": num_fg,
                     "class_agnostic": bool(settings["class_agnostic"]) and method == "bas"}
-    model = build_model(model_config, weights=settings["weights"], **training_options)
+    model = build_model(model_config, weights=imagenet_weights, **training_options)
     model_config = model_config_of(model, settings["depth"])
     groups = param_groups(model, r["lr"], r["new_layer_lr_mult"],
                           train_biases=True if method == "cam" else settings["train_biases"],
@@ -289,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from <out>.partial when it exists")
+    p.add_argument("--imagenet-weights", default=None,
+                   help="local torchvision ImageNet ResNet state dict (config key imagenet_weights); omit = random init")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     settings = parse_settings(args.settings, args.method)
@@ -299,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.cuda.set_device(device)
     try:
         train(args.voc_root, args.labels, settings, args.out, args.loss_log, device, seed=args.seed,
-              resume=args.resume, rank=rank, world_size=world_size)
+              resume=args.resume, rank=rank, world_size=world_size, imagenet_weights=args.imagenet_weights)
     finally:
         if world_size > 1:
             dist.destroy_process_group()

@@ -16,9 +16,9 @@ from wsss_common.io import DataError, load_npz
 IGNORE = 255
 SEED_FORMAT = "wsss-seed/1"
 
-# IRN imutils.crf_inference_label: hard-label unary 0.7, Gaussian (sxy 3, compat 3), bilateral (50, 5, 10), 10 its.
-CRF_DEFAULTS = {"iterations": 10, "gt_prob": 0.7, "gaussian_sxy": 3, "gaussian_compat": 3,
-                "bilateral_sxy": 50, "bilateral_srgb": 5, "bilateral_compat": 10}
+# The CRF parameters have no defaults here: their one source is the schema (irn.crf in
+# workflow/schemas/irn.schema.yaml, IRN imutils.crf_inference_label's hard-label unary 0.7, Gaussian (sxy 3,
+# compat 3), bilateral (50, 5, 10), 10 iterations); get them with wsss_common.config.load_section("irn", ...)["crf"].
 
 
 def load_seed(path: str | Path) -> dict[str, np.ndarray]:
@@ -51,11 +51,11 @@ def threshold_labels(maps: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(planes, axis=0)
 
 
-def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int, *, iterations: int = 10,
-                        gt_prob: float = 0.7, gaussian_sxy: float = 3, gaussian_compat: float = 3,
-                        bilateral_sxy: float = 50, bilateral_srgb: float = 5,
-                        bilateral_compat: float = 10) -> np.ndarray:
-    """Dense CRF on hard labels 0..n_labels-1 (every value a real label: zero_unsure=False); HxW int64 argmax."""
+def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int, *, iterations: int, gt_prob: float,
+                        gaussian_sxy: float, gaussian_compat: float, bilateral_sxy: float, bilateral_srgb: float,
+                        bilateral_compat: float) -> np.ndarray:
+    """Dense CRF on hard labels 0..n_labels-1 (every value a real label: zero_unsure=False); HxW int64 argmax.
+    The keyword arguments are the keys of config section irn.crf."""
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_labels
 
@@ -82,9 +82,9 @@ def combine_passes(fg_pass: np.ndarray, bg_pass: np.ndarray, keys: np.ndarray) -
 
 
 def ir_label_from_seed(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, fg_threshold: float,
-                       bg_threshold: float, crf: dict | None = None) -> np.ndarray:
-    """The IR label map (uint8: 0 confident bg, class id, 255 unsure) of one image from its full-resolution seeds."""
-    crf = {**CRF_DEFAULTS, **(crf or {})}
+                       bg_threshold: float, crf: dict) -> np.ndarray:
+    """The IR label map (uint8: 0 confident bg, class id, 255 unsure) of one image from its full-resolution seeds.
+    ``crf``: the config section irn.crf, complete (``load_section("irn", ...)["crf"]``)."""
     n_labels = len(keys) + 1
     if image.shape[:2] != high_res.shape[1:]:
         raise ValueError(f"image {image.shape[:2]} and seed maps {high_res.shape[1:]} differ in size")

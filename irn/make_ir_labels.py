@@ -5,7 +5,6 @@ shard; ids whose PNG already exists are skipped (a restarted shard resumes)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from irn.ir_labels import ir_label_from_seed, load_seed
+from wsss_common.config import load_section
 from wsss_common.io import DataError, save_label_png
 from wsss_common.shards import load_index, shard_ids
 from wsss_common.voc import load_image
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settings", required=True, help="the config section irn, as JSON")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    settings = json.loads(a.settings)
+    settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
     seeds = load_index(a.seeds)
     ids = shard_ids(list(seeds), a.shard, a.num_shards)
     out_dir = Path(a.out_dir)

@@ -9,7 +9,6 @@ maps raised to ``seed_power`` -> bilinear x4, crop to the image -> divide by the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from irn.ir_labels import load_seed
 from irn.model import IRNet, boundary_map
 from irn.random_walk import random_walk, walk_to_label_indices
 from irn.train import load_model
+from wsss_common.config import load_section
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import DataError, save_label_png
 from wsss_common.shards import load_index, shard_ids
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     set_threads(a.threads)
-    settings = json.loads(a.settings)
+    settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
     device = select_device(a.device)
     seeds = load_index(a.seeds)
     ids = shard_ids(list(load_label_cache(a.labels)), a.shard, a.num_shards)

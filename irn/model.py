@@ -28,9 +28,11 @@ def _branch(in_ch: int, out_ch: int, groups: int, upsample: int = 1) -> nn.Seque
 
 
 class IRNet(nn.Module):
-    def __init__(self, depth: int = 50, backbone_weights: str | None = None, freeze_backbone: bool = True):
+    def __init__(self, depth: int = 50, imagenet_weights: str | None = None, freeze_backbone: bool = True):
+        """``imagenet_weights``: a local torchvision-format ResNet state dict for the backbone (the config's top-level
+        ``imagenet_weights``; IRN starts from ImageNet), or None for random init."""
         super().__init__()
-        self.backbone = build_resnet(depth, strides=(1, 2, 2, 1), weights=backbone_weights)
+        self.backbone = build_resnet(depth, strides=(1, 2, 2, 1), weights=imagenet_weights)
         self.freeze_backbone = freeze_backbone
         c2, c3, c4, c5 = layer_channels(self.backbone)
         c1 = self.backbone.conv1.out_channels

@@ -1,5 +1,11 @@
 """Train the inter-pixel relation network on the IR labels (IRN ``train_irn``):
-``python -m irn.train --voc-root R --ir-labels INDEX --out MODEL --settings JSON [--device auto] [--resume]``.
+``python -m irn.train --voc-root R --ir-labels INDEX --out MODEL --settings JSON [--imagenet-weights FILE]
+[--bas-checkpoint BAS_MODEL] [--device auto] [--resume]``.
+
+The backbone starts from ``--imagenet-weights`` (the config's top-level ``imagenet_weights``, as IRN does), from the
+BAS network's ResNet (``irn.init_from_bas``, with ``--bas-checkpoint``; not the reference), or from random init; a
+frozen backbone (``irn.freeze_backbone``, the reference) with neither is refused: a frozen random ResNet is a random
+feature extractor.
 
 Poly SGD (edge branch lr, displacement branch lr x ``displacement_lr_mult``), IRN's affinity + displacement losses
 on the pairs of a radius-``train_radius`` path index at stride 4. The training state is checkpointed atomically
@@ -22,6 +28,7 @@ from irn.data import IRLabelDataset
 from irn.losses import affinity_labels, irn_loss
 from irn.model import IRNet, load_backbone_from_bas
 from irn.path_index import build_path_index, path_indices
+from wsss_common.config import ConfigError, load_section
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import DataError
 from wsss_common.shards import load_index
@@ -30,21 +37,63 @@ from wsss_common.training import (check_finite, epoch_rng, load_checkpoint, make
 
 log = logging.getLogger("irn.train")
 
-# Only these keys decide the training result; a saved state with other values is not resumed.
-TRAINING_KEYS = ("backbone_depth", "backbone_weights", "init_from_bas", "freeze_backbone", "crop_size", "scale_range",
+# Only these keys (and the backbone's init files, see ``init_signature``) decide the training result; a saved state
+# with other values is not resumed.
+TRAINING_KEYS = ("backbone_depth", "init_from_bas", "freeze_backbone", "crop_size", "scale_range",
                  "batch_size", "epochs", "lr", "displacement_lr_mult", "weight_decay", "momentum",
                  "reference_momentum_quirk", "poly_power", "train_radius", "seed", "max_train_images")
 
 
-def build_model(settings: dict, bas_checkpoint: str | Path | None = None) -> IRNet:
-    """The network to train; with ``init_from_bas`` (not the reference) its backbone starts from the BAS network."""
-    model = IRNet(depth=settings["backbone_depth"], backbone_weights=settings.get("backbone_weights"),
+def check_backbone_init(settings: dict, imagenet_weights: str | Path | None) -> None:
+    """Refuse a frozen backbone that would keep its random init: the reference freezes an ImageNet ResNet; frozen
+    random weights are a random feature extractor, and only the heads would train on it."""
+    if settings["freeze_backbone"] and not imagenet_weights and not settings["init_from_bas"]:
+        raise ConfigError(
+            "config key irn.freeze_backbone is true but the backbone has no weights: neither imagenet_weights "
+            "(irn.train --imagenet-weights) nor irn.init_from_bas is set, so IRN would train its heads on a frozen "
+            "random ResNet. Give imagenet_weights, set irn.init_from_bas: true, or set irn.freeze_backbone: false")
+
+
+def backbone_init(settings: dict, imagenet_weights: str | Path | None, bas_checkpoint: str | Path | None) -> str:
+    """Where the backbone's weights come from, in words (logged and recorded in the model checkpoint)."""
+    if settings["init_from_bas"]:
+        return f"bas:{bas_checkpoint}"
+    return f"imagenet:{imagenet_weights}" if imagenet_weights else "random"
+
+
+def build_model(settings: dict, bas_checkpoint: str | Path | None = None,
+                imagenet_weights: str | Path | None = None) -> IRNet:
+    """The network to train. Backbone: ``imagenet_weights`` (a torchvision-format state dict, IRN's ImageNet init), or
+    with ``init_from_bas`` (not the reference) the BAS network's ResNet, which replaces every backbone weight, so the
+    ImageNet file is then not read; a frozen backbone with neither is refused (``check_backbone_init``)."""
+    check_backbone_init(settings, imagenet_weights)
+    from_bas = settings["init_from_bas"]
+    if from_bas and imagenet_weights:
+        log.warning("irn.init_from_bas is true: the backbone starts from the BAS network, not from %s",
+                    imagenet_weights)
+    model = IRNet(depth=settings["backbone_depth"], imagenet_weights=None if from_bas else imagenet_weights,
                   freeze_backbone=settings["freeze_backbone"])
-    if settings.get("init_from_bas"):
+    if from_bas:
         if not bas_checkpoint:
             raise ValueError("config key irn.init_from_bas is true but no BAS checkpoint was given (--bas-checkpoint)")
         load_backbone_from_bas(model, load_checkpoint(bas_checkpoint)["model"], source=str(bas_checkpoint))
     return model
+
+
+def _file_signature(path: str | Path | None) -> list | None:
+    """Path, size and mtime of an init file: a resumed state must come from the same file (a replaced file
+    restarts the training, which is the safe side)."""
+    if not path:
+        return None
+    stat = Path(path).stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def init_signature(settings: dict, imagenet_weights: str | Path | None,
+                   bas_checkpoint: str | Path | None) -> dict:
+    if settings["init_from_bas"]:
+        return {"imagenet_weights": None, "bas_checkpoint": _file_signature(bas_checkpoint)}
+    return {"imagenet_weights": _file_signature(imagenet_weights), "bas_checkpoint": None}
 
 
 def make_optimizer(model: IRNet, settings: dict) -> torch.optim.Optimizer:
@@ -57,6 +106,12 @@ def make_optimizer(model: IRNet, settings: dict) -> torch.optim.Optimizer:
         groups.append({"params": list(model.backbone.parameters()), "lr": lr})
     return make_sgd(groups, lr=lr, weight_decay=settings["weight_decay"], momentum=settings["momentum"],
                     reference_momentum_quirk=settings["reference_momentum_quirk"])
+
+
+def poly_max_step(n_images: int, batch_size: int, epochs: int) -> int:
+    """IRN train_irn: max_step = (len(train_dataset) // irn_batch_size) * irn_num_epoches (990 on train_aug), the
+    number of optimiser steps with drop_last; the poly lr of step t (0-based) is lr * (1 - t / max_step) ** power."""
+    return (n_images // batch_size) * epochs
 
 
 def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -73,8 +128,12 @@ def training_ids(label_paths: dict[str, str], max_images: int | None) -> dict[st
 
 def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *, device: torch.device,
           state_path: str | Path, resume: bool = False, num_workers: int = 0,
-          bas_checkpoint: str | Path | None = None) -> dict:
-    """Run the whole training; returns the last epoch's mean loss terms."""
+          bas_checkpoint: str | Path | None = None, imagenet_weights: str | Path | None = None) -> dict:
+    """Run the whole training; returns the last epoch's mean loss terms. ``settings``: the config section irn (or
+    part of it: validated and completed with the schema defaults here); ``imagenet_weights``: the config's top-level
+    ``imagenet_weights`` file or None."""
+    settings = load_section("irn", settings)
+    check_backbone_init(settings, imagenet_weights)  # before any data is read
     seed_everything(settings["seed"])
     label_paths = training_ids(load_index(ir_label_index), settings.get("max_train_images"))
     crop, batch_size = settings["crop_size"], settings["batch_size"]
@@ -83,14 +142,16 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{ir_label_index}: {len(dataset)} training images, fewer than irn.batch_size={batch_size}")
-    max_step = steps_per_epoch * settings["epochs"]
+    max_step = poly_max_step(len(dataset), batch_size, settings["epochs"])
 
-    model = build_model(settings, bas_checkpoint).to(device)
+    init = backbone_init(settings, imagenet_weights, bas_checkpoint)
+    model = build_model(settings, bas_checkpoint, imagenet_weights).to(device)
     optimizer = make_optimizer(model, settings)
     path_index = build_path_index(settings["train_radius"])
     indices = path_indices(path_index, crop // 4, crop // 4, device=device)
     start_epoch, step = 0, 0
-    signature = {k: settings.get(k) for k in TRAINING_KEYS}
+    signature = {**{k: settings[k] for k in TRAINING_KEYS},
+                 **init_signature(settings, imagenet_weights, bas_checkpoint)}
     state_path = Path(state_path)
     if resume and state_path.is_file():
         state = load_checkpoint(state_path)
@@ -104,9 +165,9 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
 
     use_amp = bool(settings["amp"]) and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
-    log.info("%d images, %d steps/epoch x %d epochs, crop %d, %d directions x %d sources, device %s, amp %s",
-             len(dataset), steps_per_epoch, settings["epochs"], crop, len(path_index.directions),
-             indices.src.numel(), device, use_amp)
+    log.info("%d images, %d steps/epoch x %d epochs, crop %d, %d directions x %d sources, device %s, amp %s, "
+             "backbone %s", len(dataset), steps_per_epoch, settings["epochs"], crop, len(path_index.directions),
+             indices.src.numel(), device, use_amp, init)
     means: dict[str, float] = {}
     for epoch in range(start_epoch, settings["epochs"]):
         dataset.set_epoch(epoch)
@@ -132,7 +193,7 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
         log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
         save_checkpoint(state_path, model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
                         step=step, signature=json.dumps(signature))
-    save_checkpoint(out, model=model.state_dict(), settings=json.dumps(settings), step=step)
+    save_checkpoint(out, model=model.state_dict(), settings=json.dumps(settings), step=step, backbone_init=init)
     state_path.unlink(missing_ok=True)
     return means
 
@@ -141,7 +202,7 @@ def load_model(path: str | Path, device: torch.device) -> IRNet:
     """Rebuild the trained network from a ``train`` checkpoint (weights and the settings that built it)."""
     ckpt = load_checkpoint(path)
     settings = json.loads(ckpt["settings"])
-    model = IRNet(depth=settings["backbone_depth"], backbone_weights=None,
+    model = IRNet(depth=settings["backbone_depth"], imagenet_weights=None,  # every weight comes from the checkpoint
                   freeze_backbone=settings["freeze_backbone"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
@@ -152,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--voc-root", required=True)
     p.add_argument("--ir-labels", required=True, help="index of the IR label PNGs (wsss-index/1)")
     p.add_argument("--out", required=True, help="final model checkpoint")
+    p.add_argument("--imagenet-weights", help="torchvision-format ImageNet ResNet state dict for the backbone (the "
+                   "config key imagenet_weights); absent = none (random init, refused with irn.freeze_backbone unless "
+                   "irn.init_from_bas)")
     p.add_argument("--bas-checkpoint", help="BAS model (bas_seed.train) whose backbone initialises IRN's when "
                    "irn.init_from_bas is true")
     p.add_argument("--state", help="per-epoch training state (default: <out>.state.pt)")
@@ -162,11 +226,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     set_threads(a.threads)
-    settings = json.loads(a.settings)
+    settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
     out = Path(a.out)
     state = Path(a.state) if a.state else out.with_name(out.stem + ".state.pt")
     train(a.voc_root, a.ir_labels, out, settings, device=select_device(a.device), state_path=state,
-          resume=a.resume, num_workers=settings["num_workers"], bas_checkpoint=a.bas_checkpoint)
+          resume=a.resume, num_workers=settings["num_workers"], bas_checkpoint=a.bas_checkpoint,
+          imagenet_weights=a.imagenet_weights)
     log.info("wrote %s", out)
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 from mmseg.models.backbones import ResNet
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.losses import accuracy
@@ -54,12 +56,18 @@ class DeepLabResNet(ResNet):
 
 
 def resize_labels_nearest(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """N x H x W integer labels resized to ``size`` by nearest neighbour at pixel centres (PIL's NEAREST, which
-    deeplab-pytorch's ``resize_labels`` uses; plain ``F.interpolate(mode='nearest')`` shifts them)."""
-    if tuple(labels.shape[-2:]) == tuple(size):
+    """N x H x W integer labels resized to ``size`` (h, w) with PIL's ``Image.NEAREST``, as deeplab-pytorch's
+    ``resize_labels`` does (each label as a float32 PIL image, on the CPU). Neither ``F.interpolate`` 'nearest'
+    (corner-aligned) nor 'nearest-exact' reproduces it: PIL accumulates the source coordinate in steps of in/out,
+    so where ``(x + 0.5) * in / out`` is an integer it can land on the pixel before (8 -> 6: PIL picks source
+    pixels 0 2 3 4 5 7, 'nearest-exact' 0 2 3 4 6 7). Deliberate change: PIL gets (w, h); the reference passes its
+    (H, W) as PIL's (width, height), the same thing for its square crops only."""
+    h, w = (int(v) for v in size)
+    if tuple(labels.shape[-2:]) == (h, w):
         return labels
-    out = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest-exact")
-    return out[:, 0].to(labels.dtype)
+    resized = [np.asarray(Image.fromarray(label.astype(np.float32)).resize((w, h), resample=Image.Resampling.NEAREST))
+               for label in labels.detach().cpu().numpy()]
+    return torch.from_numpy(np.stack(resized)).to(device=labels.device, dtype=labels.dtype)
 
 
 @MODELS.register_module()
@@ -91,15 +99,19 @@ class MultiScaleInputEncoderDecoder(EncoderDecoder):
     def _logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.decode_head.forward(self.extract_feat(inputs))
 
+    def msc_inputs(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The input resized by each of ``msc_scales`` as deeplab-pytorch's MSC (libs/models/msc.py) does:
+        ``F.interpolate(x, scale_factor=p, mode="bilinear", align_corners=False)``. The output is floor(size * p)
+        pixels and, unlike a computed ``size=``, the sampling grid follows 1/p itself rather than in/out, so on a size
+        not divisible by 1/p (e.g. 33 x 0.75) the resized pixels differ."""
+        return [F.interpolate(inputs, scale_factor=s, mode="bilinear", align_corners=False) for s in self.msc_scales]
+
     def multi_scale_logits(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         """[1x logits, logits of each scaled input (own size), pixel-wise max at the 1x size]; [1x] without scales."""
         base = self._logits(inputs)
         if not self.msc_scales:
             return [base]
-        scaled = []
-        for s in self.msc_scales:
-            size = [int(d * s) for d in inputs.shape[2:]]
-            scaled.append(self._logits(F.interpolate(inputs, size=size, mode="bilinear", align_corners=False)))
+        scaled = [self._logits(x) for x in self.msc_inputs(inputs)]
         upsampled = [F.interpolate(x, size=base.shape[2:], mode="bilinear", align_corners=False) for x in scaled]
         fused = torch.stack([base] + upsampled).max(0).values
         return [base] + scaled + [fused]
@@ -113,9 +125,13 @@ class MultiScaleInputEncoderDecoder(EncoderDecoder):
         labels = torch.stack([ds.gt_sem_seg.data for ds in data_samples])[:, 0].long()  # N x H x W
         losses = {}
         outputs = self.multi_scale_logits(inputs)
+        targets = {}
         for name, logits in zip(self._output_names(), outputs):
             if self.label_resize == "nearest_to_logits":
-                target = resize_labels_nearest(labels, logits.shape[2:])
+                size = tuple(logits.shape[2:])
+                if size not in targets:
+                    targets[size] = resize_labels_nearest(labels, size)
+                target = targets[size]
             else:
                 logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear",
                                        align_corners=self.align_corners)

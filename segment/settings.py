@@ -1,45 +1,21 @@
 """The stage's settings (config section ``segment``): validation against workflow/schemas/segment.schema.yaml with its
-defaults filled in, and the translation into a filled-in mmseg/mmengine config."""
+defaults filled in (the project's one loader, ``wsss_common.config.load_section``), and the translation into a
+filled-in mmseg/mmengine config."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
-from typing import Any
 
-import yaml
+from wsss_common.config import load_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "segment.schema.yaml"
-
-
-def _fill_defaults(schema: dict, value: Any) -> Any:
-    if schema.get("type") == "object" and isinstance(value, dict):
-        for key, sub in schema.get("properties", {}).items():
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
-            if key in value:
-                value[key] = _fill_defaults(sub, value[key])
-    return value
 
 
 def load_settings(settings: str | dict) -> dict:
-    """Parse (JSON string) and validate the section; missing keys get the schema's defaults. Errors name the key."""
-    import jsonschema
-
-    if isinstance(settings, str):
-        try:
-            settings = json.loads(settings)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--settings is not valid JSON: {e}") from None
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    value = _fill_defaults(schema, copy.deepcopy(settings))
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        key = ".".join(["segment", *map(str, e.path)])
-        raise ValueError(f"config key {key}: {e.message}")
-    return value
+    """The section ``segment`` (a JSON string or a dict) validated, with the schema's defaults filled in; a thin
+    wrapper of ``wsss_common.config.load_section("segment", ...)``, whose ``ConfigError`` (a ValueError) names the
+    key (``config key segment.crop_size: ...``)."""
+    return load_section("segment", settings)
 
 
 def resolve_repo_path(path: str) -> Path:
@@ -83,12 +59,18 @@ def build_mmseg_config(settings: dict, *, voc_root: str | Path, index_file: str 
     pipeline = []
     for step in cfg.train_pipeline:
         step = copy.deepcopy(step)
-        if step["type"] == "RandomChoice":
-            step["transforms"] = [[dict(type="Resize", scale_factor=float(s), keep_ratio=False)]
-                                  for s in settings["train_scales"]]
+        if step["type"] == "DeepLabRandomScale":
+            step["scales"] = [float(s) for s in settings["train_scales"]]
+        elif step["type"] == "DeepLabPadToCrop":
+            step["crop_size"] = crop
+            step["img_pad"] = [float(v) for v in cfg.model.data_preprocessor.mean]  # 0 after mean subtraction
         elif step["type"] == "RandomCrop":
             step["crop_size"] = crop
         pipeline.append(step)
+    for needed, key in (("DeepLabRandomScale", "train_scales"), ("DeepLabPadToCrop", "crop_size")):
+        if not any(step["type"] == needed for step in pipeline):
+            raise ValueError(f"config key segment.{key} cannot be applied: the train_pipeline of {config_path} has "
+                             f"no {needed} step")
     cfg.train_pipeline = pipeline
 
     loader = cfg.train_dataloader

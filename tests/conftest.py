@@ -37,3 +37,19 @@ def _one_thread():
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+def planned_rules(output: str) -> set[str]:
+    """Rule names of the jobs a dry run would execute (from the 'Job stats' table)."""
+    rules, in_stats = set(), False
+    for line in output.splitlines():
+        if line.startswith("Job stats"):
+            in_stats = True
+            continue
+        if in_stats:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("job", "total"):
+                rules.add(parts[0])
+            elif parts and parts[0] == "total":
+                break
+    return rules

@@ -75,14 +75,17 @@ def test_multiscale_flip_maps_equal_the_straightforward_computation(bas_net):
 def test_seed_maps_keep_gt_classes_max_normalise_and_fuse_the_foreground_map(bas_net):
     image = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     settings = dict(SETTINGS, scales=[1.0, 0.5])
-    cam, high, _ = export.seed_maps(bas_net, image, [2, 4], dict(settings, foreground_fusion="none"), "cpu")
+    cam, high, _, variants = export.seed_maps(bas_net, image, [2, 4], dict(settings, foreground_fusion="none"),
+                                              "cpu", keep_variants=True)
+    assert variants == {}  # no fusion: nothing to keep beside the seed
     ref_cam, ref_high = reference_maps(bas_net, image, [1.0, 0.5], torch.tensor([1, 3, 5]))
     assert torch.allclose(high, max_normalize(ref_high[:2]), atol=1e-5)
     assert torch.allclose(cam, max_normalize(ref_cam[:2]), atol=1e-5)
     assert torch.allclose(high.amax(dim=(1, 2)), 1 / (1 + MAXNORM_EPS / ref_high[:2].amax(dim=(1, 2))))
-    _, fused, _ = export.seed_maps(bas_net, image, [2, 4], settings, "cpu")
+    _, fused, _, variants = export.seed_maps(bas_net, image, [2, 4], settings, "cpu", keep_variants=True)
     norm = max_normalize(ref_high)
     assert torch.allclose(fused, fuse_foreground(norm[:2], norm[2], "average"), atol=1e-5)
+    assert list(variants) == ["bas_class_specific"] and torch.allclose(variants["bas_class_specific"], high, atol=1e-6)
 
 
 def test_foreground_fusion_without_the_agnostic_map_is_a_clear_error():
@@ -91,7 +94,7 @@ def test_foreground_fusion_without_the_agnostic_map_is_a_clear_error():
     image = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match="class-agnostic"):
         export.seed_maps(net, image, [1], dict(SETTINGS, foreground_fusion="replace"), "cpu")
-    cam, high, _ = export.seed_maps(net, image, [1, 2], dict(SETTINGS, foreground_fusion="none"), "cpu")
+    cam, high, _, _ = export.seed_maps(net, image, [1, 2], dict(SETTINGS, foreground_fusion="none"), "cpu")
     assert high.shape == (2, 32, 32)
 
 
@@ -157,21 +160,47 @@ def test_export_cli_rejects_mismatched_cam_fusion_and_unknown_classes(tiny_voc, 
     bad.write_text(json.dumps(cache))
     with pytest.raises(DataError, match="bad_labels.json"):
         export.main(common + ["--labels", str(bad), "--settings", json.dumps(SETTINGS)])
-    with pytest.raises(KeyError, match="seeds.threshold_search"):
+    with pytest.raises(ValueError, match="config key seeds.threshold_search.step"):
         export.main(common + ["--labels", str(tiny_voc["labels"]), "--settings",
-                              json.dumps({k: v for k, v in SETTINGS.items() if k != "threshold_search"})])
+                              json.dumps(dict(SETTINGS, threshold_search={"step": "x"}))])
 
 
-def test_export_with_cam_fusion_runs(tiny_voc, exported, tmp_path):
+def test_export_with_cam_fusion_wires_each_model_to_its_maps(tiny_voc, exported, tmp_path):
+    """fuse_cam: the seed is maxnorm(maxnorm(BAS with its foreground fusion) + maxnorm(CAM)), each model's maps
+    computed the straightforward way (reference_maps) from its own checkpoint; the eval-split seeds also keep BAS
+    alone (before the CAM fusion) and the class-specific maps (before any fusion) for the seed report."""
+    from bas_seed.model import load_model
+
     base = exported["base"]
     settings = dict(SETTINGS, fuse_cam=True, scales=[1.0], threshold_search=dict(SETTINGS["threshold_search"],
                                                                                 enabled=False))
     export.main(["--voc-root", str(tiny_voc["root"]), "--labels", str(tiny_voc["labels"]), "--model",
                  str(base / "model.pt"), "--cam-model", str(base / "cam_model.pt"), "--settings",
                  json.dumps(settings), "--out-dir", str(tmp_path), "--shard", "0", "--num-shards", "8",
-                 "--device", "cpu"])
-    seeds = [export.load_seed(p) for p in tmp_path.glob("*.npz")]
-    assert len(seeds) == 2 and all(np.isnan(s["threshold"]) for s in seeds)
+                 "--eval-labels", str(tiny_voc["label_files"]["train"]), "--device", "cpu"])
+    bas, cam = load_model(base / "model.pt"), load_model(base / "cam_model.pt")
+    eval_ids = set(load_label_cache(tiny_voc["label_files"]["train"]))
+    seeds = {p.stem: export.load_seed(p) for p in tmp_path.glob("*.npz")}
+    assert len(seeds) == 2 and all(np.isnan(s["threshold"]) for s in seeds.values())
+    checked = 0
+    for image_id, seed in seeds.items():
+        if not seed["keys"].size:
+            continue
+        image = load_image(tiny_voc["root"], image_id)
+        channels = torch.tensor([k - 1 for k in seed["keys"]])
+        _, b_high = reference_maps(bas, image, [1.0], torch.cat([channels, torch.tensor([bas.num_fg])]))
+        _, c_high = reference_maps(cam, image, [1.0], channels)
+        b_norm = max_normalize(b_high)
+        bas_alone = fuse_foreground(b_norm[:-1], b_norm[-1], "average")
+        expected = max_normalize(max_normalize(bas_alone) + max_normalize(max_normalize(c_high)))
+        assert torch.allclose(torch.from_numpy(seed["high_res"]), expected, atol=1e-5)
+        if image_id in eval_ids:
+            assert np.allclose(seed["variant_bas_foreground"], bas_alone.numpy(), atol=1e-5)
+            assert np.allclose(seed["variant_bas_class_specific"], b_norm[:-1].numpy(), atol=1e-5)
+        else:
+            assert not any(k.startswith("variant_") for k in seed)
+        checked += 1
+    assert checked
 
 
 def test_evaluate_cli_writes_the_sweep_fixed_and_image_specific_numbers(tiny_voc, exported, tmp_path):
@@ -192,8 +221,9 @@ def test_evaluate_cli_writes_the_sweep_fixed_and_image_specific_numbers(tiny_voc
 
 # ---- evaluation on hand-made seeds -------------------------------------------------------------------------------
 
-def make_seeds(tiny_voc, folder, value_of_gt, threshold):
-    """Seeds whose map of class k is ``value_of_gt`` on the GT pixels of k and 0.1 elsewhere."""
+def make_seeds(tiny_voc, folder, value_of_gt, threshold, variant=None):
+    """Seeds whose map of class k is ``value_of_gt`` on the GT pixels of k and 0.1 elsewhere; ``variant``
+    (value on GT, value elsewhere) adds a kept pre-fusion map ``variant_early``."""
     labels = load_label_cache(tiny_voc["label_files"]["train"])
     items = {}
     for image_id, keys in labels.items():
@@ -202,8 +232,13 @@ def make_seeds(tiny_voc, folder, value_of_gt, threshold):
             np.zeros((0, *gt.shape), np.float32)
         cam = np.zeros((len(keys), *export.strided_size(*gt.shape)), np.float32)
         items[image_id] = str(folder / f"{image_id}.npz")
+        extra = {}
+        if variant is not None:
+            extra["variant_early"] = np.stack([np.where(gt == k, variant[0], variant[1]) for k in keys]).astype(
+                np.float32) if keys else np.zeros((0, *gt.shape), np.float32)
         save_npz_atomic(items[image_id], format=np.asarray("wsss-seed/1"), keys=np.asarray(keys, np.int64),
-                        cam=cam, high_res=high, threshold=np.float32(threshold), image_size=np.asarray(gt.shape))
+                        cam=cam, high_res=high, threshold=np.float32(threshold), image_size=np.asarray(gt.shape),
+                        **extra)
     return labels, items
 
 
@@ -223,6 +258,22 @@ def test_seed_metrics_of_hand_made_seeds(tiny_voc, tmp_path):
     expected = scores(all_bg, names)["miou"]
     assert extra["fixed_threshold_miou"] == expected and extra["image_specific_miou"] == expected
     assert extra["image_specific_threshold_mean"] == pytest.approx(0.95, abs=1e-6)
+
+
+def test_variants_get_their_own_sweep_and_a_best_threshold_on_the_edge_is_flagged(tiny_voc, tmp_path):
+    """The seed peaks at 0.5 (inside the sweep), the kept pre-fusion map at 0.05 (its first value): each variant
+    reports its own best threshold, and the edge is flagged in the metrics and in the warnings."""
+    labels, index = make_seeds(tiny_voc, tmp_path, 0.9, 0.95, variant=(0.08, 0.01))
+    names = tiny_voc["class_names"]
+    sweep = np.array([0.05, 0.5, 0.95])
+    result = seed_eval.evaluate_seeds(tiny_voc["root"], index, labels, len(names), sweep, fixed_threshold=0.95)
+    _, extra = seed_eval.summarize(result, sweep, 0.95, names)
+    assert extra["best_threshold"] == 0.5 and extra["best_threshold_on_edge"] is False
+    early = extra["variants"]["early"]
+    assert early["miou"] == 100.0 and early["best_threshold"] == 0.05 and early["on_edge"] is True
+    assert early["threshold_sweep"]["0.5"] < 100.0
+    warnings = seed_eval.edge_warnings(extra)
+    assert len(warnings) == 1 and "variant early" in warnings[0] and "0.05" in warnings[0]
 
 
 def test_seed_label_map_maps_indices_through_keys_and_ties_to_background():
@@ -245,10 +296,10 @@ def test_evaluation_errors_name_the_file_or_the_ids(tiny_voc, tmp_path):
 
 def test_search_labels_restrict_the_search_to_those_ids(tiny_voc, exported, tmp_path):
     eval_ids = set(load_label_cache(tiny_voc["label_files"]["train"]))
-    settings = dict(SETTINGS, scales=[1.0])
+    settings = dict(SETTINGS, scales=[1.0], threshold_search=dict(SETTINGS["threshold_search"], scope="eval_split"))
     export.main(["--voc-root", str(tiny_voc["root"]), "--labels", str(tiny_voc["labels"]), "--model",
                  str(exported["base"] / "model.pt"), "--settings", json.dumps(settings), "--out-dir", str(tmp_path),
-                 "--search-labels", str(tiny_voc["label_files"]["train"]), "--shard", "1", "--num-shards", "3",
+                 "--eval-labels", str(tiny_voc["label_files"]["train"]), "--shard", "1", "--num-shards", "3",
                  "--device", "cpu"])
     seeds = {p.stem: export.load_seed(p) for p in tmp_path.glob("*.npz")}
     assert seeds and any(i in eval_ids for i in seeds) and any(i not in eval_ids for i in seeds)

@@ -31,22 +31,23 @@ def test_fusion_none_returns_the_class_maps_unchanged():
 
 
 def test_replace_takes_the_foreground_value_where_the_class_map_is_higher():
-    # class > fg at (0,1): 1.0 > 0.4 and (1,1): 0.1 > 0.0 -> [[0.2, 0.4], [0.6, 0.0]], then max-norm by 0.6
-    expected = t([[[0.2, 0.4], [0.6, 0.0]]]) / (0.6 + MAXNORM_EPS)
+    # class > fg at (0,1): 1.0 > 0.4 and (1,1): 0.1 > 0.0 -> [[0.2, 0.4], [0.6, 0.0]], taken literally: the class
+    # the fusion weakened keeps its lower maximum 0.6 (no second max-normalisation scaling it back up)
+    expected = t([[[0.2, 0.4], [0.6, 0.0]]])
     assert torch.allclose(fuse_foreground(CLASS, FOREGROUND, "replace"), expected)
 
 
 def test_average_takes_the_mean_where_the_class_map_is_higher():
-    # (0,1): (1.0 + 0.4)/2 = 0.7, (1,1): (0.1 + 0.0)/2 = 0.05 -> max 0.7
-    expected = t([[[0.2, 0.7], [0.6, 0.05]]]) / (0.7 + MAXNORM_EPS)
+    # (0,1): (1.0 + 0.4)/2 = 0.7, (1,1): (0.1 + 0.0)/2 = 0.05; max 0.7 stays 0.7
+    expected = t([[[0.2, 0.7], [0.6, 0.05]]])
     assert torch.allclose(fuse_foreground(CLASS, FOREGROUND, "average"), expected)
 
 
 def test_foreground_fusion_applies_the_same_foreground_map_to_every_class():
     two = torch.cat([CLASS, t([[[0.9, 0.3], [0.2, 0.8]]])])
     fused = fuse_foreground(two, FOREGROUND, "replace")
-    # class 2: 0.9 > 0.5 -> 0.5; 0.8 > 0.0 -> 0.0; others kept -> [[0.5, 0.3], [0.2, 0.0]] / 0.5
-    assert torch.allclose(fused[1], t([[0.5, 0.3], [0.2, 0.0]]) / (0.5 + MAXNORM_EPS))
+    # class 2: 0.9 > 0.5 -> 0.5; 0.8 > 0.0 -> 0.0; others kept -> [[0.5, 0.3], [0.2, 0.0]]
+    assert torch.allclose(fused[1], t([[0.5, 0.3], [0.2, 0.0]]))
     assert torch.allclose(fused[0], fuse_foreground(CLASS, FOREGROUND, "replace")[0])
 
 

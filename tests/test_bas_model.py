@@ -23,7 +23,11 @@ def test_bas_shapes_are_output_stride_16_with_optional_agnostic_channel(agnostic
     assert maps.shape == (2, 5 + int(agnostic), 4, 6)
     assert float(maps.min()) > 0 and float(maps.max()) < 1  # sigmoid maps
     assert cam.shape == (2, 5, 4, 6)
-    assert torch.equal(net.localization_maps(x), maps)
+    # the generator is a 3x3 conv + sigmoid (the agnostic map its own conv, last channel), F2 is layer4 + 1x1 conv
+    expected = [torch.sigmoid(torch.nn.functional.conv2d(x3, net.generator.weight, padding=1))]
+    if agnostic:
+        expected.append(torch.sigmoid(torch.nn.functional.conv2d(x3, net.agnostic.weight, padding=1)))
+    assert torch.allclose(maps, torch.cat(expected, 1), atol=1e-6)
     assert net.generator.bias is None and net.classifier.bias is None
     assert net.generator.kernel_size == (3, 3) and net.classifier.kernel_size == (1, 1)
     assert net.layer4[0].conv1.stride == (1, 1) and net.layer3[0].conv1.stride == (2, 2)
@@ -32,11 +36,50 @@ def test_bas_shapes_are_output_stride_16_with_optional_agnostic_channel(agnostic
 def test_bas_training_forward_picks_the_map_of_the_chosen_class():
     torch.manual_seed(0)
     net = BASNet(num_fg=4, depth=18, class_agnostic=True).train()
-    out = net(torch.randn(2, 3, 48, 48), torch.tensor([3, 1]))
+    x = torch.randn(2, 3, 48, 48)
+    out = net(x, torch.tensor([3, 1]))
+    assert out["maps"].shape == (2, 4, 3, 3)  # class maps only: the agnostic map is not a generator channel
     assert torch.equal(out["fg_map"][0, 0], out["maps"][0, 3]) and torch.equal(out["fg_map"][1, 0], out["maps"][1, 1])
-    assert torch.equal(out["agnostic_map"][:, 0], out["maps"][:, 4])
-    assert torch.allclose(out["scores"], out["cam"].mean(dim=(2, 3)))
+    with torch.no_grad():
+        x3 = net.extract(x)
+        agnostic = torch.sigmoid(torch.nn.functional.conv2d(x3, net.agnostic.weight, padding=1))
+        # GAP then the 1x1 classifier as a linear map = GAP of F (the classifier is linear)
+        pooled = net.layer4(x3).mean(dim=(2, 3))
+    assert torch.allclose(out["agnostic_map"], agnostic, atol=1e-6)
+    assert torch.allclose(out["scores"], pooled @ net.classifier.weight.flatten(1).T, atol=1e-5)
     assert out["bg_scores"].shape == out["agnostic_bg_scores"].shape == (2, 4)
+
+
+def test_the_agnostic_head_never_changes_the_released_network():
+    """class_agnostic false is the released network (generator: num_fg channels, nothing else new); with the head,
+    the same seed trains every other weight bit for bit as without it (its input is detached and it is initialised
+    on a forked RNG), so the class-specific maps of an agnostic model are the plain "Ours" maps."""
+    import bas_seed.train as bas_train
+    from wsss_common.training import make_optimizer
+
+    def train_two_steps(agnostic):
+        torch.manual_seed(0)
+        net = BASNet(num_fg=3, depth=18, class_agnostic=agnostic).train()
+        settings = bas_train.parse_settings({"depth": 18, "class_agnostic": agnostic})
+        opt = make_optimizer(bas_train.param_groups(net, 0.01, 10.0, train_biases=True), name="sgd", lr=0.01,
+                             weight_decay=1e-4, momentum=0.9, reference_momentum_quirk=False)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(2):
+            images = torch.randn(2, 3, 48, 48, generator=g)
+            labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+            total, _ = bas_train.train_step(net, "bas", images, labels, settings, torch.tensor([2, 1]))
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        return net.state_dict()
+
+    plain, with_head = train_two_steps(False), train_two_steps(True)
+    assert set(with_head) - set(plain) == {"agnostic.weight"} and set(plain) <= set(with_head)
+    assert plain["generator.weight"].shape[0] == 3
+    changed = [k for k in plain if not torch.equal(plain[k], with_head[k])]
+    assert changed == []
+    torch.manual_seed(0)
+    assert not torch.equal(with_head["agnostic.weight"], BASNet(3, 18).agnostic.weight)  # the head did train
 
 
 def test_cam_net_maps_and_logits_agree_and_recipe_switches():

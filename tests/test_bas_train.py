@@ -44,12 +44,12 @@ def test_biases_are_not_trained_by_default_and_new_layers_get_ten_times_lr():
     groups = bas_train.param_groups(net, 0.005, 10.0, train_biases=False)
     assert [g["lr"] for g in groups] == [0.005, 0.05]
     ids = [{id(p) for p in g["params"]} for g in groups]
-    assert ids[1] == {id(net.generator.weight), id(net.classifier.weight)}
+    assert ids[1] == {id(net.generator.weight), id(net.classifier.weight), id(net.agnostic.weight)}
     assert id(net.stem[1].weight) in ids[0] and id(net.stem[1].bias) not in ids[0]  # BN gamma trained, beta not
     assert not net.stem[1].bias.requires_grad
     split = bas_train.param_groups(net, 0.005, 10.0, train_biases=False, generator_lr_mult=1.0)
     assert [(g["lr"], [id(p) for p in g["params"]]) for g in split[1:]] == [
-        (0.05, [id(net.classifier.weight)]), (0.005, [id(net.generator.weight)])]
+        (0.05, [id(net.classifier.weight)]), (0.005, [id(net.generator.weight), id(net.agnostic.weight)])]
     all_groups = bas_train.param_groups(BASNet(num_fg=5, depth=18), 0.005, 10.0, train_biases=True)
     assert sum(len(g["params"]) for g in all_groups) == sum(len(g["params"]) for g in groups) + len(
         [n for n, _ in net.named_parameters() if n.endswith("bias")])
@@ -93,9 +93,20 @@ def test_optimizer_choice_keeps_group_lrs_and_rejects_unknown_names():
         opt = make_optimizer(bas_train.param_groups(net, 0.001, 10.0, train_biases=True), name=name, lr=0.001,
                              weight_decay=1e-4, momentum=0.9, reference_momentum_quirk=False)
         assert type(opt) is kind and [g["lr"] for g in opt.param_groups] == [0.001, 0.01]
-    quirk = make_optimizer([torch.nn.Parameter(torch.zeros(1))], name="sgd", lr=0.1, weight_decay=1e-4, momentum=0.9,
+    # The released PolyOptimizer: SGD(params, lr, weight_decay) puts 1e-4 into the momentum slot, and every group
+    # carries weight_decay 1e-4. Two steps of loss 2p from p = 1 with lr 0.1, by hand:
+    # d1 = 2 + 1e-4 * 1 = 2.0001, p1 = 1 - 0.1 * 2.0001 = 0.79999;
+    # d2 = 2 + 1e-4 * 0.79999, buf = 1e-4 * 2.0001 + d2 = 2.000280009, p2 = 0.79999 - 0.1 * buf = 0.5999619991.
+    # (The old reading, weight decay 0, gives 0.59998; true momentum 0.9 gives 0.42.)
+    w = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    quirk = make_optimizer([{"params": [w], "lr": 0.1}], name="sgd", lr=0.1, weight_decay=1e-4, momentum=0.9,
                            reference_momentum_quirk=True)
-    assert quirk.defaults["momentum"] == 1e-4 and quirk.defaults["weight_decay"] == 0
+    for _ in range(2):
+        quirk.zero_grad()
+        (2 * w).sum().backward()
+        quirk.step()
+    assert w.item() == pytest.approx(0.5999619991, abs=1e-12)
+    assert quirk.param_groups[0]["momentum"] == 1e-4 and quirk.param_groups[0]["weight_decay"] == 1e-4
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer([torch.nn.Parameter(torch.zeros(1))], name="adam", lr=0.1, weight_decay=0, momentum=0,
                        reference_momentum_quirk=False)
@@ -121,7 +132,7 @@ def test_cam_baseline_via_method_override(tiny_voc, tmp_path):
 def test_settings_errors_name_the_key():
     with pytest.raises(ValueError, match="lamda"):
         bas_train.parse_settings(json.dumps({"lamda": 1.0}))
-    with pytest.raises(ValueError, match="cam.learning_rate"):
+    with pytest.raises(ValueError, match="config key bas.cam: .*'learning_rate'"):
         bas_train.parse_settings(json.dumps({"cam": {"learning_rate": 1.0}}))
     with pytest.raises(ValueError, match="method"):
         bas_train.parse_settings(json.dumps({"method": "grad-cam"}))
@@ -158,24 +169,16 @@ def test_augmentations_give_crop_sized_normalised_tensors_with_zero_padding():
     assert patch.shape == (2, 2) and patch[0, 1] == patch[0, 0] + 1 and patch[1, 0] == patch[0, 0] + 4
 
 
-def test_schema_defaults_are_the_cli_defaults_and_shipped_configs_validate():
-    from pathlib import Path
-
-    import yaml
-    from jsonschema import Draft202012Validator
-
-    root = Path(__file__).resolve().parents[1]
-    schema = yaml.safe_load((root / "workflow/schemas/bas.schema.yaml").read_text())
-    Draft202012Validator.check_schema(schema)
-    props = schema["properties"]
-    assert set(props) == set(bas_train.DEFAULTS)
-    assert {k: v["default"] for k, v in props.items() if k != "cam"} == {
-        k: v for k, v in bas_train.DEFAULTS.items() if k != "cam"}
-    assert {k: v["default"] for k, v in props["cam"]["properties"].items()} == bas_train.CAM_DEFAULTS
-    for name in ("demo", "test", "voc12"):
-        section = yaml.safe_load((root / f"configs/{name}.yaml").read_text())["bas"]
-        Draft202012Validator(schema).validate(section)
-        bas_train.parse_settings(json.dumps(section))
+def test_cli_settings_get_the_schema_defaults_and_errors_name_the_key():
+    """bas_seed.train reads its section through wsss_common.config.load_section: what a rule leaves out gets the
+    schema's default (also inside ``cam``), and a bad or unknown key fails naming it."""
+    settings = bas_train.parse_settings(json.dumps({"lr": 0.02, "cam": {"epochs": 2}}), method="cam")
+    assert settings["method"] == "cam" and settings["lr"] == 0.02 and settings["epochs"] == 10
+    assert settings["cam"]["epochs"] == 2 and settings["cam"]["lr"] == 0.1 and settings["cam"]["crop"] == 512
+    with pytest.raises(ValueError, match="config key bas.cam.crop"):
+        bas_train.parse_settings(json.dumps({"cam": {"crop": "big"}}))
+    with pytest.raises(ValueError, match="config key bas: .*'weights' was unexpected"):
+        bas_train.parse_settings(json.dumps({"weights": "x.pth"}))  # the file is the top-level imagenet_weights
 
 
 def test_warmup_trains_only_the_classification_loss():

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wsss_common.config import ConfigError, validate_config
+from wsss_common.config import ConfigError, load_section, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "workflow" / "schemas"
@@ -38,3 +38,33 @@ def test_errors_name_the_key(mutate, key):
     mutate(cfg)
     with pytest.raises(ConfigError, match="config key " + key.replace("(", r"\(").replace(")", r"\)")):
         validate_config(cfg, SCHEMAS)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "test.yaml", "voc12.yaml"])
+def test_a_cli_reading_its_section_gets_exactly_what_the_workflow_gets(name):
+    """One source for every default: for each shipped config, each stage section read the way a CLI reads it (the
+    YAML as written, defaults filled by load_section) equals the section after the workflow's validate_config."""
+    raw = _load(name)
+    workflow = validate_config(copy.deepcopy(raw), SCHEMAS)
+    for section in ("bas", "seeds", "irn", "segment"):
+        assert load_section(section, raw.get(section) or {}) == workflow[section], section
+    assert load_section("data.synthetic", raw["data"].get("synthetic", {})) == workflow["data"]["synthetic"]
+
+
+def test_nested_defaults_are_filled_without_sharing_the_schema_values():
+    a, b = load_section("irn", {}), load_section("irn", {"crf": {"iterations": 3}})
+    assert a["crf"]["iterations"] == 10 and b["crf"]["iterations"] == 3 and b["crf"]["gt_prob"] == 0.7
+    a["scale_range"].append(9)
+    assert load_section("irn", {})["scale_range"] == [0.5, 1.5]
+    with pytest.raises(ConfigError, match="config key seeds.sweep.step"):
+        load_section("seeds", '{"sweep": {"step": "x"}}')
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_section("seeds", "{")
+
+
+def test_no_stage_module_keeps_defaults_of_its_own():
+    """The schemas are the only place a default is written (no DEFAULTS tables beside them)."""
+    import re
+    offenders = [str(p.relative_to(ROOT)) for pkg in ("bas_seed", "irn", "segment", "wsss_common")
+                 for p in (ROOT / pkg).glob("*.py") if re.search(r"^[A-Z_]*DEFAULTS\s*=", p.read_text(), re.M)]
+    assert offenders == []

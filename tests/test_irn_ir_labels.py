@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from irn.ir_labels import combine_passes, crf_inference_label, ir_label_from_seed, load_seed, threshold_labels
+from wsss_common.config import load_section
 from wsss_common.io import DataError, save_npz_atomic
+
+CRF = load_section("irn", {})["crf"]  # the schema's defaults (IRN's crf_inference_label parameters)
+
+
+def test_crf_defaults_are_irns():
+    # IRN imutils.crf_inference_label: unary_from_labels(gt_prob=0.7), Gaussian sxy 3 / compat 3, bilateral sxy 50 /
+    # srgb 5 / compat 10, 10 iterations; the schema is their only source now
+    assert CRF == {"iterations": 10, "gt_prob": 0.7, "gaussian_sxy": 3, "gaussian_compat": 3, "bilateral_sxy": 50,
+                   "bilateral_srgb": 5, "bilateral_compat": 10}
 
 
 def test_threshold_labels_prepends_background_plane():
@@ -38,7 +48,7 @@ def stripes_image_and_seed():
 def test_crf_keeps_labels_aligned_with_image_edges():
     image, seed = stripes_image_and_seed()
     labels = threshold_labels(seed, 0.17)
-    out = crf_inference_label(image, labels, 2)
+    out = crf_inference_label(image, labels, 2, **CRF)
     np.testing.assert_array_equal(out, labels)
 
 
@@ -47,30 +57,30 @@ def test_crf_snaps_a_shifted_label_to_the_colour_edge():
     labels = np.zeros((40, 60), np.int64)
     labels[:, 37:] = 1  # class region starts 3 px before the grey/bright edge at x=40... and covers grey
     labels[:, 20:37] = 0
-    out = crf_inference_label(image, labels, 2)
+    out = crf_inference_label(image, labels, 2, **CRF)
     assert out[:, 42:].min() == 1 and out[:, :20].max() == 0
     assert (out[:, 37:40] == 0).mean() > 0.9  # the grey pixels wrongly labelled 1 go back with their stripe
 
 
 def test_ir_label_from_seed_bas_thresholds():
     image, seed = stripes_image_and_seed()
-    out = ir_label_from_seed(image, seed, np.array([3]), fg_threshold=0.30, bg_threshold=0.17)
+    out = ir_label_from_seed(image, seed, np.array([3]), fg_threshold=0.30, bg_threshold=0.17, crf=CRF)
     expected = np.zeros((40, 60), np.uint8)
     expected[:, 20:40] = 255  # background only in the fg pass: unsure
     expected[:, 40:] = 3      # foreground in the fg pass: the class id
     np.testing.assert_array_equal(out, expected)
     # IRN's background threshold 0.05 leaves the dark stripe (0.01) confident background too
-    out_irn = ir_label_from_seed(image, seed, np.array([3]), fg_threshold=0.30, bg_threshold=0.05)
+    out_irn = ir_label_from_seed(image, seed, np.array([3]), fg_threshold=0.30, bg_threshold=0.05, crf=CRF)
     np.testing.assert_array_equal(out_irn, expected)
     # ... and a bg threshold below every seed value makes nothing confident background
-    out_low = ir_label_from_seed(image, seed, np.array([3]), fg_threshold=0.30, bg_threshold=0.005)
+    out_low = ir_label_from_seed(image, seed, np.array([3]), fg_threshold=0.30, bg_threshold=0.005, crf=CRF)
     assert set(np.unique(out_low)) == {3, 255}
 
 
 def test_ir_label_without_keys_is_background():
     image, _ = stripes_image_and_seed()
     out = ir_label_from_seed(image, np.zeros((0, 40, 60), np.float32), np.zeros(0, np.int64),
-                             fg_threshold=0.3, bg_threshold=0.17)
+                             fg_threshold=0.3, bg_threshold=0.17, crf=CRF)
     assert out.shape == (40, 60) and out.max() == 0
 
 

@@ -101,12 +101,27 @@ def test_displacement_losses_hand_values(radius2):
     assert got["dp_bg"].item() == 0.0
 
 
-def test_total_loss_combines_terms(radius2):
+def test_total_loss_hand_values(radius2):
+    """Boundary 0.2 everywhere (affinity 0.8 on every pair) and D(p) = -2p (every pair's D(src) - D(dst) is twice its
+    offset) on LABELS (1 bg_pos, 3 fg_pos, 11 neg pairs), worked out by hand:
+      pos   = -log(0.8 + 1e-5) * (1 / (1 + 1e-5) + 3 / (3 + 1e-5)) / 2                       = 0.2231296
+      neg   = -log(1 + 1e-5 - 0.8) * 11 / (11 + 1e-5)                                         = 1.6093865
+      dp_fg = |2o - o|_1 over the fg offsets (0,1), (1,0), (1,-1): 1 + 1 + 2 = 4, / (2 * 3 + 1e-5) = 0.6666656
+      dp_bg = |2 * (1,-1)|_1 = 4, / (2 * 1 + 1e-5)                                             = 1.9999900
+      total = (pos + neg) / 2 + (dp_fg + dp_bg) / 2                                            = 2.2495858
+    Every term differs, so a dropped term or a wrong weight moves the total by at least 0.11."""
     pi, ind = radius2
     lab = affinity_labels(LABELS, ind)
-    edge, disp = torch.randn(1, 1, 3, 4), torch.randn(1, 2, 3, 4)
-    total, t = irn_loss(edge, disp, lab, pi, ind)
-    assert total.item() == pytest.approx(((t["pos"] + t["neg"]) / 2 + (t["dp_fg"] + t["dp_bg"]) / 2).item())
+    edge = torch.full((1, 1, 3, 4), math.log(0.25), dtype=torch.float64)  # sigmoid = 1 / (1 + 4) = 0.2
+    ys, xs = torch.meshgrid(torch.arange(3.0, dtype=torch.float64), torch.arange(4.0, dtype=torch.float64),
+                            indexing="ij")
+    disp = -2 * torch.stack([ys, xs])[None]
+    total, t = irn_loss(edge, disp, lab, pi, ind)  # float64 maps; the pair counts are float32, hence rel=1e-6
+    assert t["pos"].item() == pytest.approx(0.22312956386438754, rel=1e-6)
+    assert t["neg"].item() == pytest.approx(1.6093864506054671, rel=1e-6)
+    assert t["dp_fg"].item() == pytest.approx(0.6666655555574075, rel=1e-6)
+    assert t["dp_bg"].item() == pytest.approx(1.9999900000499997, rel=1e-6)
+    assert total.item() == pytest.approx(2.249585785038631, rel=1e-6)
 
 
 def test_network_shapes_and_frozen_backbone():

@@ -1,7 +1,9 @@
 """IRN stage end to end on the tiny synthetic set: config drafts against the schema, data augmentation,
-make_ir_labels, one train_irn run (plus resume), make_pseudo_masks and its post-processing."""
+make_ir_labels, one train_irn run (plus resume), the backbone init and the optimiser, make_pseudo_masks and its
+post-processing."""
 import json
 from pathlib import Path
+from unittest import mock
 
 import jsonschema
 import numpy as np
@@ -14,27 +16,52 @@ import irn.train as irn_train
 from irn import make_ir_labels, make_pseudo_masks
 from irn.data import augment, random_crop
 from irn.make_pseudo_masks import labels_from_walk
+from irn.model import IRNet
+from wsss_common.config import ConfigError, load_section
 from wsss_common.io import DataError, load_label_png, save_npz_atomic, write_json_atomic
 from wsss_common.shards import load_index, merge_shard_dirs, write_index
+from wsss_common.training import save_checkpoint, set_poly_lr
 from wsss_common.voc import load_image, load_label_cache, load_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_section(name):
+def config_section(name):
     return yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["irn"]
 
 
 @pytest.fixture(scope="module")
 def settings():
-    return load_section("test")
+    """The test config's section with the backbone from an ImageNet-format file (``imagenet_file``), not from the
+    BAS network (init_from_bas has its own test)."""
+    return load_section("irn", {**config_section("test"), "init_from_bas": False})
+
+
+def torchvision_state(depth: int, seed: int) -> dict:
+    """A torchvision ResNet state dict as an ImageNet file holds it (fc included), with seeded random weights and
+    non-trivial BN statistics (torchvision's init leaves them at 0 / 1, which a comparison could not tell apart)."""
+    import torchvision
+    torch.manual_seed(seed)
+    state = getattr(torchvision.models, f"resnet{depth}")(weights=None).state_dict()
+    for key in state:
+        if key.endswith("running_mean"):
+            state[key] = 0.1 * torch.randn_like(state[key])
+    return state
+
+
+@pytest.fixture(scope="module")
+def imagenet_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("imagenet") / "resnet18-imagenet.pth"
+    state = torchvision_state(18, seed=7)
+    torch.save(state, path)
+    return path, state
 
 
 @pytest.mark.parametrize("name", ["test", "demo", "voc12"])
 def test_shipped_configs_match_schema(name):
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "irn.schema.yaml").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    section = load_section(name)
+    section = config_section(name)
     jsonschema.validate(section, schema, cls=jsonschema.Draft202012Validator)
     defaults = {k: v["default"] for k, v in schema["properties"].items()}
     assert set(section) == set(defaults)
@@ -119,7 +146,14 @@ def test_make_ir_labels_outputs(stage, ir_label_index):
         gt = load_mask(stage["root"], image_id)
         assert label.shape == gt.shape
         assert set(np.unique(label)) <= {0, 255, *stage["cache"][image_id]}
-        assert (label == 0).any()  # the blurred GT seeds leave confident background
+        # the seeds are the blurred ground truth, so the answer is known: inside each object (its mask eroded by
+        # 1 px) the object's class id, far from every object (> 8 px, where the blurred seeds are below the
+        # confident-background threshold) confident background
+        for k in stage["cache"][image_id]:
+            core = ndimage.binary_erosion(gt == k, iterations=1)
+            assert core.any() and (label[core] == k).mean() >= 0.9, (image_id, k)
+        far = ndimage.distance_transform_edt(gt == 0) > 8
+        assert far.any() and (label[far] == 0).mean() >= 0.95, image_id
 
 
 def test_make_ir_labels_names_a_bad_seed_file(stage, tmp_path, settings):
@@ -132,33 +166,145 @@ def test_make_ir_labels_names_a_bad_seed_file(stage, tmp_path, settings):
                              str(tmp_path / "out"), "--settings", json.dumps(settings)])
 
 
+# 5 images in batches of 2 (drop_last: 2 steps per epoch) for 2 epochs: max_step = (5 // 2) * 2 = 4
+SCHEDULE = {"max_train_images": 5, "batch_size": 2, "epochs": 2}
+
+
 @pytest.fixture(scope="module")
-def trained(stage, ir_label_index, settings):
+def trained(stage, ir_label_index, settings, imagenet_file):
+    """One run of the irn.train CLI with --imagenet-weights, recording the poly schedule it sets at every step."""
     out = stage["base"] / "irn" / "model.pt"
-    means = irn_train.train(stage["root"], str(ir_label_index), out, settings, device=torch.device("cpu"),
-                            state_path=out.with_name("state.pt"))
-    return out, means
+    calls = []
+
+    def recording_set_poly_lr(optimizer, step, max_step, power):
+        set_poly_lr(optimizer, step, max_step, power)
+        calls.append({"step": step, "max_step": max_step, "lr": [g["lr"] for g in optimizer.param_groups]})
+
+    with mock.patch.object(irn_train, "set_poly_lr", recording_set_poly_lr):
+        irn_train.main(["--voc-root", stage["root"], "--ir-labels", str(ir_label_index), "--out", str(out),
+                        "--settings", json.dumps({**settings, **SCHEDULE}), "--device", "cpu",
+                        "--imagenet-weights", str(imagenet_file[0])])
+    return out, calls
 
 
-def test_train_irn_step_on_cpu(trained, settings):
-    out, means = trained
-    assert out.is_file() and not out.with_name("state.pt").exists()
-    assert np.isfinite(means["loss"]) and means["loss"] > 0
+def test_train_irn_cli_on_cpu(trained, settings, imagenet_file):
+    out, _ = trained
+    assert out.is_file() and not out.with_name("model.state.pt").exists()
     model = irn_train.load_model(out, torch.device("cpu"))
-    torch.manual_seed(settings["seed"])
-    initial = irn_train.build_model(settings)
-    trained_state, initial_state = model.state_dict(), initial.state_dict()
-    backbone = [k for k in initial_state if k.startswith("backbone.")]
-    assert all(torch.equal(trained_state[k], initial_state[k]) for k in backbone)  # frozen
-    assert not torch.equal(trained_state["edge_out.weight"], initial_state["edge_out.weight"])
-    assert not torch.equal(trained_state["dp_out.3.weight"], initial_state["dp_out.3.weight"])
+    trained_state = model.state_dict()
+    # the backbone is the --imagenet-weights file's (fc dropped), unchanged by training (frozen)
+    path, imagenet = imagenet_file
+    assert all(torch.equal(trained_state["backbone." + k], v) for k, v in imagenet.items() if not k.startswith("fc."))
+    assert torch.load(out, weights_only=True)["backbone_init"] == f"imagenet:{path}"
+    torch.manual_seed(settings["seed"])  # as train seeds it: the heads' initial values
+    initial = irn_train.build_model(settings, imagenet_weights=path).state_dict()
+    assert not torch.equal(trained_state["edge_out.weight"], initial["edge_out.weight"])  # the heads trained
+    assert not torch.equal(trained_state["dp_out.3.weight"], initial["dp_out.3.weight"])
 
 
-def test_train_resume_reproduces_uninterrupted_run(stage, ir_label_index, settings, tmp_path, monkeypatch):
+def test_train_irn_runs_the_poly_schedule(trained):
+    """IRN's PolyOptimizer: lr of step t = initial lr * (1 - t / max_step) ** 0.9 with max_step = (n_images //
+    batch) * epochs = (5 // 2) * 2 = 4 here; edge branch 0.1, displacement branch 1.0 (hand-computed values)."""
+    _, calls = trained
+    assert [c["step"] for c in calls] == [0, 1, 2, 3] and {c["max_step"] for c in calls} == {4}
+    factors = [1.0, 0.7718895067235705, 0.5358867312681466, 0.2871745887492587]  # 0.75 ** 0.9, 0.5 ** 0.9, ...
+    for call, factor in zip(calls, factors):
+        assert call["lr"] == pytest.approx([0.1 * factor, 1.0 * factor], rel=1e-12)
+
+
+def test_poly_max_step_is_irns():
+    assert irn_train.poly_max_step(10582, 32, 3) == 990  # IRN on train_aug: (10582 // 32) * 3
+    assert irn_train.poly_max_step(5, 2, 2) == 4         # drop_last: the odd image does not count
+
+
+def irn_model(freeze=True):
+    torch.manual_seed(0)
+    return IRNet(depth=18, freeze_backbone=freeze)
+
+
+@pytest.mark.parametrize("quirk, momentum", [(True, 1e-4), (False, 0.9)])
+def test_optimizer_is_irns(quirk, momentum):
+    """IRN train_irn: PolyOptimizer([edge params at lr, weight_decay wd], [displacement params at 10 lr, wd]),
+    which calls SGD(params, lr, wd): wd lands in SGD's momentum slot, so momentum = 1e-4 and weight decay = 1e-4 in
+    both groups. Without the quirk: the configured momentum 0.9. With the schema defaults (IRN's lr 0.1, x10)."""
+    settings = {**load_section("irn", {}), "reference_momentum_quirk": quirk}
+    model = irn_model()
+    optimizer = irn_train.make_optimizer(model, settings)
+    assert isinstance(optimizer, torch.optim.SGD) and len(optimizer.param_groups) == 2
+    edge, disp = optimizer.param_groups
+    assert edge["lr"] == pytest.approx(0.1, rel=1e-12) and disp["lr"] == pytest.approx(1.0, rel=1e-12)
+    for group in (edge, disp):
+        assert group["weight_decay"] == pytest.approx(1e-4, rel=1e-12)
+        assert group["momentum"] == pytest.approx(momentum, rel=1e-12)
+        assert group["dampening"] == 0 and not group["nesterov"]
+    assert [id(p) for p in edge["params"]] == [id(p) for p in model.edge_parameters()]
+    assert [id(p) for p in disp["params"]] == [id(p) for p in model.displacement_parameters()]
+    backbone = {id(p) for p in model.backbone.parameters()}
+    assert not backbone & {id(p) for g in optimizer.param_groups for p in g["params"]}  # frozen: not optimised
+    # poly schedule on IRN's VOC numbers: max_step = (10582 // 32) * 3 = 990
+    max_step = irn_train.poly_max_step(10582, 32, 3)
+    for step, edge_lr in ((0, 0.1), (100, 0.09086138047323694), (495, 0.05358867312681466),
+                          (989, 0.0002013391936053551)):
+        set_poly_lr(optimizer, step, max_step, settings["poly_power"])
+        assert edge["lr"] == pytest.approx(edge_lr, rel=1e-12)
+        assert disp["lr"] == pytest.approx(10 * edge_lr, rel=1e-12)
+
+
+def test_optimizer_with_trainable_backbone():
+    """Not the reference (its backbone is frozen): a trainable backbone joins as a third group at the edge lr."""
+    model = irn_model(freeze=False)
+    optimizer = irn_train.make_optimizer(model, {**load_section("irn", {}), "freeze_backbone": False})
+    assert len(optimizer.param_groups) == 3
+    third = optimizer.param_groups[2]
+    assert [id(p) for p in third["params"]] == [id(p) for p in model.backbone.parameters()]
+    assert third["lr"] == pytest.approx(0.1) and third["weight_decay"] == pytest.approx(1e-4)
+
+
+def test_frozen_random_backbone_is_refused(stage, ir_label_index, settings, tmp_path):
+    frozen_random = {**settings, "freeze_backbone": True, "init_from_bas": False}
+    names = r"irn\.freeze_backbone.*imagenet_weights.*irn\.init_from_bas"
+    with pytest.raises(ConfigError, match=names):
+        irn_train.build_model(frozen_random)
+    with pytest.raises(ConfigError, match=names):  # the CLI without --imagenet-weights, before reading any data
+        irn_train.main(["--voc-root", str(tmp_path / "none"), "--ir-labels", str(tmp_path / "none.json"),
+                        "--out", str(tmp_path / "m.pt"), "--settings", json.dumps(frozen_random), "--device", "cpu"])
+    assert not (tmp_path / "m.pt").exists()
+    irn_train.build_model({**frozen_random, "freeze_backbone": False})  # a trainable random backbone is allowed
+
+
+@pytest.mark.parametrize("cli, args, bad, key", [
+    (make_ir_labels.main, ["--seeds", "none.json", "--out-dir", "out"], {"crf": {"iterations": 0}},
+     "irn.crf.iterations"),
+    (make_pseudo_masks.main, ["--seeds", "none.json", "--model", "m.pt", "--labels", "l.json", "--out-dir", "out",
+                              "--device", "cpu"], {"beta": "x"}, "irn.beta"),
+    (irn_train.main, ["--ir-labels", "none.json", "--out", "m.pt", "--device", "cpu"], {"lr": -1}, "irn.lr"),
+])
+def test_clis_read_settings_through_the_schema(cli, args, bad, key, tmp_path):
+    """Each CLI validates --settings against irn.schema.yaml before it reads any file; the error names the key."""
+    with pytest.raises(ConfigError, match=f"config key {key}"):
+        cli(["--voc-root", str(tmp_path), *args, "--settings", json.dumps(bad)])
+
+
+def test_imagenet_weights_reach_the_backbone(settings, imagenet_file, tmp_path):
+    path, imagenet = imagenet_file
+    model = irn_train.build_model(settings, imagenet_weights=path)
+    backbone = model.backbone.state_dict()
+    for key in ("conv1.weight", "bn1.running_mean", "layer4.1.conv2.weight"):
+        assert torch.equal(backbone[key], imagenet[key]), key
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        irn_train.build_model(settings, imagenet_weights=tmp_path / "missing.pth")
+    torch.save(torchvision_state(34, seed=0), tmp_path / "resnet34.pth")
+    with pytest.raises(ValueError, match="resnet34.pth"):  # a file of another depth is named
+        irn_train.build_model(settings, imagenet_weights=tmp_path / "resnet34.pth")
+
+
+def test_train_resume_reproduces_uninterrupted_run(stage, ir_label_index, settings, imagenet_file, tmp_path,
+                                                   monkeypatch):
     two_epochs = {**settings, "epochs": 2}
+    weights = imagenet_file[0]
     full = tmp_path / "full.pt"
     irn_train.train(stage["root"], str(ir_label_index), full, two_epochs, device=torch.device("cpu"),
-                    state_path=tmp_path / "full_state.pt")
+                    state_path=tmp_path / "full_state.pt", imagenet_weights=weights)
 
     class Interrupted(Exception):
         pass
@@ -173,11 +319,11 @@ def test_train_resume_reproduces_uninterrupted_run(stage, ir_label_index, settin
     resumed = tmp_path / "resumed.pt"
     with pytest.raises(Interrupted):
         irn_train.train(stage["root"], str(ir_label_index), resumed, two_epochs, device=torch.device("cpu"),
-                        state_path=tmp_path / "state.pt")
+                        state_path=tmp_path / "state.pt", imagenet_weights=weights)
     assert (tmp_path / "state.pt").is_file() and not resumed.exists()
     monkeypatch.setattr(irn_train, "save_checkpoint", real_save)
     irn_train.train(stage["root"], str(ir_label_index), resumed, two_epochs, device=torch.device("cpu"),
-                    state_path=tmp_path / "state.pt", resume=True)
+                    state_path=tmp_path / "state.pt", resume=True, imagenet_weights=weights)
     a = irn_train.load_model(full, torch.device("cpu")).state_dict()
     b = irn_train.load_model(resumed, torch.device("cpu")).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -185,8 +331,9 @@ def test_train_resume_reproduces_uninterrupted_run(stage, ir_label_index, settin
 
 def test_train_rejects_batch_larger_than_data(stage, ir_label_index, settings, tmp_path):
     with pytest.raises(DataError, match="batch_size"):
-        irn_train.train(stage["root"], str(ir_label_index), tmp_path / "m.pt", {**settings, "batch_size": 64},
-                        device=torch.device("cpu"), state_path=tmp_path / "s.pt")
+        irn_train.train(stage["root"], str(ir_label_index), tmp_path / "m.pt",
+                        {**settings, "batch_size": 64, "freeze_backbone": False}, device=torch.device("cpu"),
+                        state_path=tmp_path / "s.pt")
 
 
 def test_labels_from_walk_by_hand():
@@ -202,6 +349,7 @@ def test_labels_from_walk_by_hand():
 
 
 def test_make_pseudo_masks_cli(stage, trained, settings):
+    """The trained model through the CLI, on one shard: which files, their size, their values."""
     out_dir = stage["base"] / "pseudo_masks" / "shard_1"
     model, _ = trained
     make_pseudo_masks.main(["--voc-root", stage["root"], "--seeds", stage["seeds"], "--model", str(model),
@@ -216,13 +364,83 @@ def test_make_pseudo_masks_cli(stage, trained, settings):
         assert 255 not in mask
 
 
+def constant_boundary_model(path, logit: float):
+    """An irn.train checkpoint whose boundary logit is ``logit`` at every pixel, whatever the image."""
+    torch.manual_seed(0)
+    model = IRNet(depth=18)
+    with torch.no_grad():
+        model.edge_out.weight.zero_()
+        model.edge_out.bias.fill_(logit)
+    save_checkpoint(path, model=model.state_dict(), settings=json.dumps({"backbone_depth": 18,
+                                                                         "freeze_backbone": True}), step=0)
+    return path
+
+
+def band_seeds(stage, directory):
+    """Seeds for the stage's images whose first class's stride-4 map is three horizontal bands, 1.0 / 0.39 / 0.3
+    (the other classes 0), and their index."""
+    items = {}
+    for image_id in stage["ids"]:
+        h, w = load_image(stage["root"], image_id).shape[:2]
+        keys = stage["cache"][image_id]
+        h4, w4 = -(-h // 4), -(-w // 4)
+        cam = np.zeros((len(keys), h4, w4), np.float32)
+        cam[0, :h4 // 3], cam[0, h4 // 3:2 * h4 // 3], cam[0, 2 * h4 // 3:] = 1.0, 0.39, 0.3
+        items[image_id] = str(directory / f"{image_id}.npz")
+        save_npz_atomic(items[image_id], format=np.array("wsss-seed/1"), keys=np.array(keys, np.int64), cam=cam,
+                        high_res=np.zeros((len(keys), h, w), np.float32), threshold=np.float32(np.nan),
+                        image_size=np.array([h, w], np.int64))
+    write_index(directory / "index.json", {"format": "wsss-index/1", "suffix": ".npz", "items": items})
+    return directory / "index.json"
+
+
+def test_make_pseudo_masks_known_answers(stage, settings, tmp_path):
+    """Boundary maps whose walks are known, through the CLI.
+    Boundary sigmoid(5) = 0.993 everywhere: every affinity 0.007 ** beta (10) ~ 1e-22, the walk keeps each value
+    where it is, so the mask is the seed after BAS's post-processing (seed ** 1.5, divided by the global max,
+    background plane 0.22):
+    - on the blurred-ground-truth seeds: the object's class inside each object (mask eroded by 1 px), background far
+      from every object;
+    - on band seeds 1.0 / 0.39 / 0.3: 0.39 ** 1.5 = 0.244 > 0.22 stays the class, 0.3 ** 1.5 = 0.164 < 0.22 becomes
+      background (without the power, 0.3 > 0.22 would stay the class; with IRN's plane 0.25, 0.244 would not).
+    Boundary sigmoid(-5) = 0.007: affinities ~ 1, the walk floods the image, so one class of the image's labels
+    covers it all."""
+    bas_post = {**settings, "seed_power": 1.5, "sem_seg_bg_threshold": 0.22}
+
+    def run(logit, seeds=stage["seeds"]):
+        out_dir = tmp_path / f"masks_{logit}_{Path(seeds).parent.name}"
+        make_pseudo_masks.main(["--voc-root", stage["root"], "--seeds", str(seeds), "--model",
+                                str(constant_boundary_model(tmp_path / f"m{logit}.pt", logit)), "--labels",
+                                stage["labels"], "--out-dir", str(out_dir), "--settings", json.dumps(bas_post),
+                                "--device", "cpu"])
+        return {i: load_label_png(out_dir / f"{i}.png") for i in stage["ids"]}
+
+    (tmp_path / "bands").mkdir()
+    for image_id, mask in run(5.0, band_seeds(stage, tmp_path / "bands")).items():
+        h4 = -(-mask.shape[0] // 4)
+        # rows whose bilinear x4 upsampling (align_corners=False) sees one band only: cells [a, b) -> 4a+2 .. 4b-3
+        bands = [(0, h4 // 3), (h4 // 3, 2 * h4 // 3), (2 * h4 // 3, h4)]
+        top, middle, bottom = (mask[4 * a + 2:4 * b - 2] for a, b in bands)
+        k = stage["cache"][image_id][0]
+        assert top.size and (top == k).all() and (middle == k).all() and (bottom == 0).all(), image_id
+    for image_id, mask in run(5.0).items():
+        gt = load_mask(stage["root"], image_id)
+        for k in stage["cache"][image_id]:
+            core = ndimage.binary_erosion(gt == k, iterations=1)
+            assert core.any() and (mask[core] == k).mean() >= 0.9, (image_id, k)
+        far = ndimage.distance_transform_edt(gt == 0) > 8
+        assert far.any() and (mask[far] == 0).all(), image_id
+    for image_id, mask in run(-5.0).items():
+        values = np.unique(mask)
+        assert len(values) == 1 and values[0] in stage["cache"][image_id], (image_id, values)
+
+
 def test_train_with_backbone_from_bas(stage, ir_label_index, settings, tmp_path):
     from test_irn_losses import bas_like_state
-    from wsss_common.training import save_checkpoint
     net, state = bas_like_state(18)
     save_checkpoint(tmp_path / "bas.pt", model=state, model_config={"method": "bas", "depth": 18})
     with_bas = {**settings, "init_from_bas": True}
-    with pytest.raises(ValueError, match="irn.init_from_bas"):
+    with pytest.raises(ValueError, match="irn.init_from_bas is true but no BAS checkpoint"):
         irn_train.train(stage["root"], str(ir_label_index), tmp_path / "m.pt", with_bas, device=torch.device("cpu"),
                         state_path=tmp_path / "s.pt")
     irn_train.train(stage["root"], str(ir_label_index), tmp_path / "m.pt", with_bas, device=torch.device("cpu"),

@@ -173,10 +173,51 @@ def test_resize_labels_matches_pil_nearest():
     from PIL import Image
     import numpy as np
 
-    labels = torch.randint(0, 5, (1, 33, 33))
-    for size in (17, 9, 5):
-        ref = np.asarray(Image.fromarray(labels[0].numpy().astype(np.float32)).resize((size, size), Image.NEAREST))
-        assert np.array_equal(resize_labels_nearest(labels, (size, size))[0].numpy(), ref.astype(np.int64))
+    # hand-made 8 x 8 labels resized to 6 x 6: PIL NEAREST (deeplab-pytorch resize_labels) takes rows/columns
+    # 0 2 3 4 5 7; F.interpolate 'nearest-exact' takes 0 2 3 4 6 7 and 'nearest' 0 1 2 4 5 6
+    labels = (10 * torch.arange(8)[:, None] + torch.arange(8)[None, :])[None]
+    expected = torch.tensor([[0, 2, 3, 4, 5, 7],
+                             [20, 22, 23, 24, 25, 27],
+                             [30, 32, 33, 34, 35, 37],
+                             [40, 42, 43, 44, 45, 47],
+                             [50, 52, 53, 54, 55, 57],
+                             [70, 72, 73, 74, 75, 77]])
+    out = resize_labels_nearest(labels, (6, 6))
+    assert out.dtype == labels.dtype and torch.equal(out[0], expected)
+    for mode in ("nearest", "nearest-exact"):
+        old = F.interpolate(labels[:, None].float(), size=(6, 6), mode=mode)[0, 0].long()
+        assert not torch.equal(old, expected), mode
+    # random labels (with 255) against PIL itself, square and not, odd and even sizes
+    labels = torch.randint(0, 5, (2, 33, 32))
+    labels[:, :3] = 255
+    for size in ((17, 16), (9, 9), (5, 4), (16, 12), (24, 24)):
+        out = resize_labels_nearest(labels, size)
+        for i in range(2):
+            ref = np.asarray(Image.fromarray(labels[i].numpy().astype(np.float32)).resize(size[::-1], Image.NEAREST))
+            assert np.array_equal(out[i].numpy(), ref.astype(np.int64)), size
+
+
+def test_msc_inputs_are_interpolated_by_scale_factor(tmp_path):
+    """The extra MSC inputs are F.interpolate(x, scale_factor=p) as deeplab-pytorch's MSC, not a resize to the
+    computed size int(d * p): on 33 x 35 both give 24 x 26 at 0.75, with different pixels."""
+    model = build(tiny_cfg(tmp_path))
+    x = torch.randn(1, 3, 33, 35)
+    seen = []
+    real = model.extract_feat
+
+    def recording_extract_feat(inputs):
+        seen.append(inputs)
+        return real(inputs)
+
+    model.extract_feat = recording_extract_feat
+    with torch.no_grad():
+        model.multi_scale_logits(x)
+    assert len(seen) == 3 and torch.equal(seen[0], x)
+    for got, p in zip(seen[1:], (0.5, 0.75)):
+        ref = F.interpolate(x, scale_factor=p, mode="bilinear", align_corners=False)
+        assert got.shape == ref.shape and torch.equal(got, ref), p
+    by_size = F.interpolate(x, size=[int(d * 0.75) for d in x.shape[2:]], mode="bilinear", align_corners=False)
+    assert by_size.shape == seen[2].shape and not torch.allclose(by_size, seen[2], atol=1e-3)
 
 
 def test_msc_outputs_and_loss_terms(tmp_path):
@@ -198,9 +239,16 @@ def test_msc_outputs_and_loss_terms(tmp_path):
     assert sorted(k for k in losses if "loss" in k) == ["decode.loss_ce_0.5x", "decode.loss_ce_0.75x",
                                                         "decode.loss_ce_1x", "decode.loss_ce_max"]
     # CE over non-ignored pixels: an all-ignored batch gives no loss contribution, a half-ignored one the mean
-    target = resize_labels_nearest(torch.stack([s.gt_sem_seg.data[0] for s in samples]), (5, 5))
-    expected = F.cross_entropy(outs[0], target, ignore_index=255)
-    assert torch.allclose(losses["decode.loss_ce_1x"], expected, atol=1e-5)
+    from PIL import Image
+    import numpy as np
+
+    for name, out in zip(("1x", "0.5x", "0.75x", "max"), outs):
+        h, w = out.shape[2:]  # the labels PIL-nearest resized to this output's size (deeplab-pytorch resize_labels)
+        target = torch.stack([torch.from_numpy(np.asarray(
+            Image.fromarray(s.gt_sem_seg.data[0].numpy().astype(np.float32)).resize((w, h), Image.NEAREST)))
+            for s in samples]).long()
+        expected = F.cross_entropy(out, target, ignore_index=255)
+        assert torch.allclose(losses[f"decode.loss_ce_{name}"], expected, atol=1e-5), name
 
 
 def test_paramwise_lr_multipliers_and_stepwise_poly(tmp_path):

@@ -1,6 +1,7 @@
 """segment.train / segment.predict on a tiny synthetic VOC set: one train and one predict step of the mmseg model,
-resume of an interrupted run to the identical result (weights_only loads, no fallback), init from a
-deeplab-pytorch-format file, the predict CLI with CRF, and clear errors on bad input."""
+a trained model that follows pseudo masks differing from the ground truth, resume of an interrupted run to the
+identical result (weights_only loads, no fallback), init from a deeplab-pytorch-format file, the predict CLI with CRF,
+the settings loader, and clear errors on bad input."""
 import json
 
 import numpy as np
@@ -24,16 +25,26 @@ TINY = {"model_config": "configs/segment/deeplabv2_msc_scratch.py", "backbone_de
         "predict": {"crf": {"enabled": False}}}
 
 
-@pytest.fixture(scope="module")
-def pseudo_index(tiny_voc, tmp_path_factory):
-    """A pseudo-mask index of the train_aug ids that have a mask (their GT stands in for IRN's output)."""
+def _write_pseudo_index(tiny_voc, base, make_mask):
+    """A wsss-index/1 of pseudo masks ``make_mask(image_id, gt)`` for the train_aug ids that have a GT mask."""
     root = tiny_voc["root"]
-    base = tmp_path_factory.mktemp("pseudo")
     for image_id in read_split_ids(root, "train_aug"):
         if mask_path(root, image_id) is not None:
-            save_label_png(base / "shard_0" / f"{image_id}.png", load_mask(root, image_id))
+            save_label_png(base / "shard_0" / f"{image_id}.png", make_mask(image_id, load_mask(root, image_id)))
     write_index(base / "index.json", merge_shard_dirs([base / "shard_0"], ".png"))
     return base / "index.json"
+
+
+@pytest.fixture(scope="module")
+def pseudo_index(tiny_voc, tmp_path_factory):
+    """A pseudo-mask index of the train_aug ids that have a mask: their GT with the class ids shifted, so no pseudo
+    mask equals its GT (what a test trains on is never the ground truth)."""
+    n = len(tiny_voc["class_names"])
+
+    def shifted_classes(image_id, gt):  # every class id one up (the last one to background), 255 kept
+        return np.where(gt == 255, 255, (gt.astype(np.int64) + 1) % n).astype(np.uint8)
+
+    return _write_pseudo_index(tiny_voc, tmp_path_factory.mktemp("pseudo"), shifted_classes)
 
 
 class _Interrupted(Exception):
@@ -88,6 +99,32 @@ def test_one_train_step_and_one_predict_step(tiny_voc, pseudo_index, tmp_path):
     probs = class_probabilities(model, image_to_input(rgb, model, "cpu"), scales=(1.0, 0.75), flip=True)
     assert probs.shape == (len(tiny_voc["class_names"]), *rgb.shape[:2])
     assert np.allclose(probs.sum(0), 1.0, atol=1e-4)
+
+
+def test_training_follows_the_pseudo_masks_not_the_ground_truth(tiny_voc, tmp_path):
+    """Pseudo masks that disagree with the GT on most pixels (every pixel one foreground class, which covers little
+    of the GT): after a few updates the trained model predicts that class almost everywhere on the training images,
+    which a model fitted to the GT (mostly background there) would not."""
+    from segment.inference import class_probabilities, image_to_input, load_trained_model
+
+    root = tiny_voc["root"]
+    ids = [i for i in read_split_ids(root, "train_aug") if mask_path(root, i) is not None]
+    gts = [load_mask(root, i) for i in ids]
+    pixels = np.concatenate([g[g != 255] for g in gts])
+    share = np.bincount(pixels, minlength=len(tiny_voc["class_names"])) / pixels.size
+    target = int(np.argmin(share[1:])) + 1  # the foreground class the GT has least of
+    assert share[target] < 0.2 and share[0] > 0.4  # the GT says mostly background and rarely `target`
+    index = _write_pseudo_index(tiny_voc, tmp_path / "pseudo", lambda i, gt: np.full(gt.shape, target, np.uint8))
+
+    settings = dict(TINY, iterations=4, accumulation_steps=1, lr=0.02, checkpoint_interval=100)
+    _run(tiny_voc, index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
+    model = load_trained_model(tmp_path / "model.pth", "cpu")
+    predicted = np.concatenate([class_probabilities(model, image_to_input(load_image(root, i), model, "cpu"))
+                                .argmax(0).ravel() for i in ids[:6]])
+    follows_pseudo = float((predicted == target).mean())
+    follows_gt = float(np.mean(predicted == np.concatenate([g.ravel() for g in gts[:6]])))
+    assert follows_pseudo > 0.9, follows_pseudo
+    assert follows_gt < 0.3, follows_gt
 
 
 def test_resume_of_an_interrupted_run_gives_the_same_model(tiny_voc, pseudo_index, tmp_path, monkeypatch):
@@ -185,3 +222,18 @@ def test_bad_inputs_name_the_file_or_key(tiny_voc, pseudo_index, tmp_path):
         load_settings({"crop_size": "big"})
     with pytest.raises(ValueError, match="segment.predict"):
         load_settings({"predict": {"crf": {"enabled": True, "sxy": 3}}})
+
+
+def test_load_settings_is_the_projects_section_loader():
+    from wsss_common.config import ConfigError, load_section
+
+    with pytest.raises(ConfigError, match=r"config key segment\.crop_size: 'big' is not of type 'integer'"):
+        load_settings('{"crop_size": "big"}')
+    with pytest.raises(ConfigError, match=r"config key segment\.predict\.crf"):
+        load_settings({"predict": {"crf": {"sxy": 3}}})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_settings("{crop_size: 3")
+    filled = load_settings({"crop_size": 65})
+    assert filled == load_section("segment", {"crop_size": 65})
+    assert filled["crop_size"] == 65 and filled["iterations"] == 20000 and filled["predict"]["crf"]["enabled"]
+    assert filled["train_scales"] == [0.5, 0.75, 1.0, 1.25, 1.5]

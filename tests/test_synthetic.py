@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from wsss_common.synthetic import check_settings, class_style, generate
-from wsss_common.voc import image_labels, labels_from_annotation, load_image, load_mask, read_split_ids
+from wsss_common.voc import image_labels, labels_from_mask, load_image, load_mask, read_split_ids
 
 from conftest import TINY_CLASSES, TINY_SETTINGS
 
@@ -44,9 +44,9 @@ def test_labels_masks_and_annotations_agree(tiny_voc):
         values = set(np.unique(mask).tolist())
         assert values <= set(range(len(names))) | {255}
         assert 255 in values                   # void band along the boundaries
-        labels = image_labels(root, i, names)
-        assert 1 <= len(labels) <= 3
-        assert labels == labels_from_annotation(root / "Annotations" / f"{i}.xml", names)
+        labels, source = image_labels(root, i, names)
+        assert 1 <= len(labels) <= 3 and source == "annotations"
+        assert labels == labels_from_mask(mask, len(names))   # the XML names exactly the classes of the mask
     assert len(sizes) > 10                     # varied sizes and aspect ratios
 
 
@@ -59,5 +59,6 @@ def test_classes_have_fixed_distinct_appearance():
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="n_train_seg"):
         check_settings({"n_train": 5, "n_train_seg": 6}, TINY_CLASSES)
-    with pytest.raises(ValueError, match="unknown data.synthetic keys"):
+    with pytest.raises(ValueError, match="config key data.synthetic: .*'n_trian' was unexpected"):
         check_settings({"n_trian": 5}, TINY_CLASSES)
+    assert check_settings({"n_train": 5, "n_train_seg": 2}, TINY_CLASSES)["max_side"] == 160  # schema default

@@ -51,9 +51,19 @@ def test_images_and_masks_keep_odd_sizes(voc):
 
 
 def test_labels_from_masks_then_aug_masks_then_annotations(voc):
-    assert image_labels(voc, "2007_000032", VOC_CLASSES) == [1, 15]   # 255 and 0 are not labels
-    assert image_labels(voc, "2008_001234", VOC_CLASSES) == [8]       # SegmentationClassAug fallback
-    assert image_labels(voc, "2011_003276", VOC_CLASSES) == [12, 15]  # Annotations XML fallback
+    assert image_labels(voc, "2007_000032", VOC_CLASSES) == ([1, 15], "masks")   # 255 and 0 are not labels
+    assert image_labels(voc, "2008_001234", VOC_CLASSES) == ([8], "masks")       # SegmentationClassAug fallback
+    assert image_labels(voc, "2011_003276", VOC_CLASSES) == ([12, 15], "annotations")
+
+
+def test_the_annotation_xml_wins_over_the_mask(voc):
+    """Weak labels come from the XML (every <name>, as IRN's cls_labels); the mask only when there is no XML. A
+    small object named in the XML but lost in the mask (or a mask class absent from the XML) shows which was read."""
+    (voc / "Annotations" / "2007_000032.xml").write_text(_xml(["person", "bottle"]))  # mask: aeroplane + person
+    assert image_labels(voc, "2007_000032", VOC_CLASSES) == ([5, 15], "annotations")
+    cache = build_label_cache(voc, "train_aug", VOC_CLASSES)
+    assert cache["sources"] == {"annotations": 2, "masks": 1}
+    assert cache["labels"]["2007_000032"] == [5, 15]
 
 
 def test_label_cache_round_trip_and_class_name_check(voc, tmp_path):
@@ -82,4 +92,4 @@ def test_missing_split_missing_mask_and_bad_files_are_named(voc):
 def test_out_of_range_class_in_mask_is_an_error(voc):
     save_label_png(voc / "SegmentationClass" / "2007_000032.png", np.full((37, 53), 30, np.uint8))
     with pytest.raises(DataError, match="outside 0..20"):
-        image_labels(voc, "2007_000032", VOC_CLASSES)
+        image_labels(voc, "2007_000032", VOC_CLASSES)  # no XML for this id: the mask is read

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import planned_rules
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["seeds", "masks", "voc_val_miou", "all"]
 
@@ -27,22 +29,6 @@ def smk(workdir, *args, check=True):
 def workdir(tmp_path):
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     return tmp_path
-
-
-def planned_rules(output: str) -> set[str]:
-    """Rule names of the jobs a dry run would execute (from the 'Job stats' table)."""
-    rules, in_stats = set(), False
-    for line in output.splitlines():
-        if line.startswith("Job stats"):
-            in_stats = True
-            continue
-        if in_stats:
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("job", "total"):
-                rules.add(parts[0])
-            elif parts and parts[0] == "total":
-                break
-    return rules
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -93,7 +79,34 @@ def test_end_to_end_writes_every_metric_and_the_report(finished_run):
         m = json.loads((metrics / f"{name}.json").read_text())
         assert m["split"] == split and m["n_images"] == 8
         assert set(m["per_class"]) == set(names)
-        assert m["miou"] is None or 0.0 <= m["miou"] <= 100.0
+        # the metric, checked against the files it is computed from: every class of data.class_names, in order; the
+        # mIoU is the mean of the per-class IoUs present; the masks' and the segmenter's numbers recomputed from the
+        # PNGs and the ground-truth PNGs with a few lines of numpy (IRN's eval: GT 255 ignored, a predicted value
+        # outside 0..C-1 counts as background)
+        import numpy as np
+        from PIL import Image
+
+        assert list(m["per_class"]) == names
+        present = [v for v in m["per_class"].values() if v is not None]
+        assert present and m["miou"] == pytest.approx(sum(present) / len(present), abs=1e-3)
+        folder = {"mask_miou": "pseudo_masks", "val_miou": "val_predictions"}.get(name)
+        if folder:
+            voc = finished_run / "results" / "test" / "data" / "VOC2012"
+            index = json.loads((finished_run / "results" / "test" / folder / "index.json").read_text())["items"]
+            inter, union = np.zeros(len(names)), np.zeros(len(names))
+            ids = (voc / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
+            for image_id in ids:
+                gt = np.array(Image.open(voc / "SegmentationClass" / f"{image_id}.png"))
+                pred = np.array(Image.open(finished_run / index[image_id]))
+                pred = np.where(pred < len(names), pred, 0)
+                for c in range(len(names)):
+                    g, p = (gt == c), (pred == c) & (gt != 255)
+                    inter[c] += np.sum(g & p)
+                    union[c] += np.sum(g | p)
+            iou = {n: 100 * i / u for n, i, u in zip(names, inter, union) if u > 0}
+            assert len(ids) == m["n_images"] and {n for n, v in m["per_class"].items() if v is not None} == set(iou)
+            assert {n: m["per_class"][n] for n in iou} == pytest.approx(iou, abs=1e-3)
+            assert m["miou"] == pytest.approx(sum(iou.values()) / len(iou), abs=1e-3)
         assert (metrics / f"{name}.md").is_file()
     assert "mask_miou" in (finished_run / "results" / "test" / "report.md").read_text()
     seeds = json.loads((finished_run / "results" / "test" / "seeds" / "index.json").read_text())["items"]

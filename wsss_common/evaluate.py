@@ -15,7 +15,7 @@ import numpy as np
 from .io import DataError, load_label_png, read_json
 from .metrics import confusion_matrix, write_metrics
 from .shards import load_index
-from .voc import load_mask, read_split_ids
+from .voc import label_sources, load_mask, read_split_ids
 
 
 def evaluate_index(voc_root, split: str, index: dict[str, str], class_names: list[str],
@@ -50,12 +50,16 @@ def main(argv=None) -> None:
     p.add_argument("--extra-from", action="append", default=[],
                    help="JSON file whose keys are copied into the metrics file (e.g. the model's init record)")
     p.add_argument("--allow-missing", action="store_true")
+    p.add_argument("--train-labels", help="label cache of the training split: its label sources (XML annotations "
+                   "or masks) are recorded as image_labels_source")
     a = p.parse_args(argv)
     names = json.loads(a.class_names)
     conf, n = evaluate_index(a.voc_root, a.split, load_index(a.index), names, a.allow_missing)
     extra = json.loads(a.extra)
     for f in a.extra_from:
         extra.update(read_json(f))
+    if a.train_labels:
+        extra["image_labels_source"] = label_sources(a.train_labels)
     m = write_metrics(a.out, conf=conf, class_names=names, split=a.split, n_images=n, extra=extra)
     print(f"mIoU {m['miou']} on {n} images of {a.split} -> {a.out}", file=sys.stderr)
 

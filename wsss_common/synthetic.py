@@ -33,20 +33,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .config import load_section
 from .io import save_label_png
 
-DEFAULTS = {
-    "seed": 0,
-    "n_train": 1000,       # ids in train_aug (all have SegmentationClassAug masks)
-    "n_train_seg": 300,    # the first n of them form `train` (SegmentationClass masks; seed/mask evaluation)
-    "n_val": 300,
-    "min_side": 96,
-    "max_side": 160,
-    "max_objects": 3,
-    "context_prob": 0.75,  # probability that the background is the first object's preferred context
-    "jpeg_quality": [70, 95],
-    "void_width": 2,       # half-width in pixels of the 255 band along boundaries
-}
 
 SHAPES = ["ellipse", "rectangle", "triangle", "star", "cross", "ring", "hexagon", "crescent", "diamond", "arrow"]
 PATTERNS = ["stripes", "checker", "dots", "waves"]
@@ -257,10 +246,7 @@ def _write_one(job):
 
 
 def check_settings(settings: dict, class_names: list[str]) -> dict:
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown data.synthetic keys: {sorted(unknown)}")
-    s = {**DEFAULTS, **settings}
+    s = load_section("data.synthetic", settings)  # the schema's defaults and checks (workflow/schemas)
     if len(class_names) < 2:
         raise ValueError("data.class_names needs background plus at least one foreground class")
     if not 0 < s["n_train_seg"] <= s["n_train"]:

@@ -20,13 +20,17 @@ def poly_lr(base_lr: float, step: int, max_step: int, power: float = 0.9) -> flo
 
 def make_sgd(param_groups, *, lr: float, weight_decay: float, momentum: float, reference_momentum_quirk: bool):
     """SGD as the config asks. With ``reference_momentum_quirk`` the released IRN/BAS PolyOptimizer is reproduced:
-    it calls ``SGD.__init__(params, lr, weight_decay)``, so weight_decay lands in SGD's positional *momentum* slot
-    and the real weight decay is 0 — hence momentum = weight_decay and no weight decay.
+    it calls ``SGD.__init__(params, lr, weight_decay)``, so weight_decay lands in SGD's positional *momentum* slot,
+    while every param group it is given carries ``weight_decay`` itself (IRN step/train_irn.py, BAS-Extension
+    tool/optimizer.py): the real setting is momentum = weight_decay (1e-4) **and** weight decay = weight_decay in
+    every group. Without the quirk: the configured momentum and weight decay.
     """
     import torch
 
     if reference_momentum_quirk:
-        return torch.optim.SGD(param_groups, lr=lr, momentum=weight_decay, weight_decay=0.0)
+        groups = [{**g, "weight_decay": g.get("weight_decay", weight_decay)} if isinstance(g, dict) else g
+                  for g in param_groups]
+        return torch.optim.SGD(groups, lr=lr, momentum=weight_decay, weight_decay=weight_decay)
     return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 

@@ -4,7 +4,7 @@
       JPEGImages/<id>.jpg
       SegmentationClass/<id>.png        palette PNGs (train + val), 255 = void
       SegmentationClassAug/<id>.png     optional (train_aug + val)
-      Annotations/<id>.xml              optional, used for labels of ids without a mask
+      Annotations/<id>.xml              the image-level labels (a mask is the fallback for ids without one)
       ImageSets/Segmentation/{train,train_aug,val}.txt
 
 Image ids are strings (``2007_000032``) and are never parsed as numbers. The same code reads the real VOCdevkit and
@@ -97,27 +97,39 @@ def labels_from_annotation(xml_path: str | Path, class_names: list[str]) -> list
     return sorted(found)
 
 
-def image_labels(root: str | Path, image_id: str, class_names: list[str]) -> list[int]:
-    """Image-level labels of one id: from its mask when there is one, else from Annotations/<id>.xml."""
-    p = mask_path(root, image_id)
-    if p is not None:
-        return labels_from_mask(load_label_png(p), len(class_names), source=str(p))
+def image_labels(root: str | Path, image_id: str, class_names: list[str]) -> tuple[list[int], str]:
+    """Image-level labels of one id and where they came from: ``annotations`` (every ``<name>`` of
+    Annotations/<id>.xml, as IRN's cls_labels.npy) or, only for an id without XML, ``masks`` (the classes of its
+    mask). Weak supervision reads the XML; the mask is a fallback for datasets that ship no annotations."""
     xml = Path(root) / "Annotations" / f"{image_id}.xml"
     if xml.is_file():
-        return labels_from_annotation(xml, class_names)
-    raise DataError(f"no mask and no annotation for {image_id} under {root} (looked for {xml})")
+        return labels_from_annotation(xml, class_names), "annotations"
+    p = mask_path(root, image_id)
+    if p is not None:
+        return labels_from_mask(load_label_png(p), len(class_names), source=str(p)), "masks"
+    raise DataError(f"no annotation and no mask for {image_id} under {root} (looked for {xml})")
 
 
 def build_label_cache(root: str | Path, split: str, class_names: list[str],
                       progress: bool = False) -> dict:
-    """Labels of every id of a split, as the JSON object written to results/<exp>/data/labels/<split>.json."""
+    """Labels of every id of a split, as the JSON object written to results/<exp>/data/labels/<split>.json;
+    ``sources`` counts the ids labelled from the XML annotations and from masks."""
     ids = read_split_ids(root, split)
     it: Iterable[str] = ids
     if progress:
         from tqdm import tqdm
         it = tqdm(ids, desc=f"labels {split}", mininterval=5)
-    labels = {i: image_labels(root, i, class_names) for i in it}
-    return {"format": LABELS_FORMAT, "split": split, "class_names": list(class_names), "labels": labels}
+    labels, sources = {}, {"annotations": 0, "masks": 0}
+    for i in it:
+        labels[i], source = image_labels(root, i, class_names)
+        sources[source] += 1
+    return {"format": LABELS_FORMAT, "split": split, "class_names": list(class_names), "sources": sources,
+            "labels": labels}
+
+
+def label_sources(path: str | Path) -> dict | None:
+    """``{"annotations": n, "masks": m}`` of a label cache (None for a cache written before sources were kept)."""
+    return read_json(path).get("sources")
 
 
 def save_label_cache(path: str | Path, cache: dict) -> None:

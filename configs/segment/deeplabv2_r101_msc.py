@@ -7,8 +7,9 @@
 custom_imports = dict(imports=['segment.registry_modules'], allow_failed_imports=False)
 
 # caffe/MSRA weights expect BGR input minus the ImageNet BGR mean, no std division (deeplab-pytorch MEAN.B/G/R).
-# pad_val 0 after mean subtraction = padding with the mean colour, labels padded with 255 (ignored), as the
-# reference pads before its random crop; size = the crop (filled in).
+# Training images arrive already padded to the crop by the pipeline (DeepLabPadToCrop, before crop and flip, as the
+# reference); the padding here (pad_val 0 after mean subtraction = the mean colour, labels 255) is then a no-op;
+# size = the crop (filled in).
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[104.008, 116.669, 122.675],
@@ -54,13 +55,18 @@ model = dict(
     test_cfg=dict(mode='whole'))     # the whole image, no crop or resize
 
 crop_size = (321, 321)               # filled in (segment.crop_size)
+# deeplab-pytorch's _BaseDataset._augmentation, in its order: scale, pad, crop, flip (segment/transforms.py).
 train_pipeline = [
-    dict(type='LoadImageFromFile'),  # BGR uint8
+    # BGR, float32 as the reference (cv2.imread(...).astype(np.float32)): the bilinear resize is not re-quantised
+    # to uint8 and the padding below is exactly the mean
+    dict(type='LoadImageFromFile', to_float32=True),
     dict(type='LoadAnnotations'),    # the pseudo mask (palette indices)
-    # a scale factor drawn from a discrete set, relative to the image size (deeplab-pytorch SCALES, random.choice);
-    # the candidates are filled in from segment.train_scales
-    dict(type='RandomChoice', transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=False)]
-                                          for s in (0.5, 0.75, 1.0, 1.25, 1.5)]),
+    # a scale factor drawn with random.choice from a discrete set (SCALES), size int(h * s), int(w * s), image
+    # cv2 INTER_LINEAR, label PIL NEAREST; the candidates are filled in from segment.train_scales
+    dict(type='DeepLabRandomScale', scales=(0.5, 0.75, 1.0, 1.25, 1.5)),
+    # pad bottom/right up to the crop: image with the mean (filled in from data_preprocessor.mean), label 255
+    dict(type='DeepLabPadToCrop', crop_size=crop_size, img_pad=data_preprocessor['mean'], seg_pad=255),
+    # random crop: offset uniform in [0, size - crop] per side, as random.randint(0, h - crop_size)
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackSegInputs'),

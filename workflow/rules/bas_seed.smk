@@ -7,6 +7,7 @@ rule train_bas:
     input:
         voc=voc_input,
         labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+        weights=imagenet_input,
     output:
         model="results/{experiment}/bas_seed/model.pt",
         loss_log="results/{experiment}/bas_seed/loss_log.jsonl",
@@ -15,6 +16,7 @@ rule train_bas:
         settings=as_json(config["bas"]),
         device=config["device"],
         seed=config["seed"],
+        weights=imagenet_option,
         # one process, or torchrun with one DDP process per GPU the job was given
         launch=lambda wildcards, resources: (
             f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
@@ -30,13 +32,14 @@ rule train_bas:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
         " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method bas"
         " --out {output.model} --loss-log {output.loss_log} --device {params.device} --threads {threads}"
-        " --seed {params.seed} --resume > {log} 2>&1"
+        " --seed {params.seed}{params.weights} --resume > {log} 2>&1"
 
 
 rule train_cam:
     input:
         voc=voc_input,
         labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+        weights=imagenet_input,
     output:
         model="results/{experiment}/bas_seed/cam_model.pt",
         loss_log="results/{experiment}/bas_seed/cam_loss_log.jsonl",
@@ -45,6 +48,7 @@ rule train_cam:
         settings=as_json(config["bas"]),
         device=config["device"],
         seed=config["seed"],
+        weights=imagenet_option,
         launch=lambda wildcards, resources: (
             f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
             if int(resources.gpu) > 1
@@ -59,7 +63,7 @@ rule train_cam:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
         " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method cam"
         " --out {output.model} --loss-log {output.loss_log} --device {params.device} --threads {threads}"
-        " --seed {params.seed} --resume > {log} 2>&1"
+        " --seed {params.seed}{params.weights} --resume > {log} 2>&1"
 
 
 rule export_seeds:
@@ -70,11 +74,7 @@ rule export_seeds:
             ["results/{experiment}/bas_seed/cam_model.pt"] if config["seeds"]["fuse_cam"] else []
         ),
         labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
-        search_labels=(
-            [f"results/{{experiment}}/data/labels/{config['data']['eval_split']}.json"]
-            if config["seeds"]["threshold_search"]["scope"] == "eval_split"
-            else []
-        ),
+        eval_labels=f"results/{{experiment}}/data/labels/{config['data']['eval_split']}.json",
     output:
         directory("results/{experiment}/seeds/shard_{shard}"),
     params:
@@ -84,10 +84,7 @@ rule export_seeds:
             {k: config["seeds"][k] for k in ("scales", "foreground_fusion", "fuse_cam", "threshold_search")}
         ),
         device=config["device"],
-        optional=lambda wildcards, input: (
-            (f" --cam-model {input.cam_model}" if input.cam_model else "")
-            + (f" --search-labels {input.search_labels}" if input.search_labels else "")
-        ),
+        optional=lambda wildcards, input: (f" --cam-model {input.cam_model}" if input.cam_model else ""),
     threads: 1
     resources:
         gpu=inference_gpus(),
@@ -95,7 +92,8 @@ rule export_seeds:
         "results/{experiment}/logs/export_seeds_{shard}.log",
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m bas_seed.export"
-        " --voc-root {params.root} --labels {input.labels} --model {input.model}{params.optional}"
+        " --voc-root {params.root} --labels {input.labels} --eval-labels {input.eval_labels}"
+        " --model {input.model}{params.optional}"
         " --settings {params.settings:q} --out-dir {output} --shard {wildcards.shard}"
         " --num-shards {params.num_shards} --device {params.device} --threads {threads} > {log} 2>&1"
 
@@ -121,6 +119,7 @@ rule eval_seeds:
         voc=voc_input,
         index="results/{experiment}/seeds/index.json",
         labels=f"results/{{experiment}}/data/labels/{config['data']['eval_split']}.json",
+        train_labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
     output:
         "results/{experiment}/metrics/seed_miou.json",
     params:
@@ -133,7 +132,7 @@ rule eval_seeds:
     shell:
         "{PY} -m bas_seed.evaluate --voc-root {params.root} --index {input.index} --labels {input.labels}"
         " --split {params.split} --class-names {params.class_names:q} --settings {params.settings:q}"
-        " --out {output} > {log} 2>&1"
+        " --train-labels {input.train_labels} --out {output} > {log} 2>&1"
 
 
 rule seeds:

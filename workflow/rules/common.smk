@@ -39,6 +39,71 @@ def check_dataset_root():
 check_dataset_root()
 
 
+# torchvision's file names of the ImageNet ResNet weights the paper did not use (IMAGENET1K_V2: a newer recipe, ~80%
+# top-1 for ResNet-50 against V1's 76%); the BAS/IRN numbers come from V1 (resnet50-19c8e357.pth / -0676ba61.pth).
+TORCHVISION_V2_HASHES = ("11ad3fa6", "cd907fc2", "f82ba261")
+
+
+def check_local_files():
+    """Every local file the config names must exist when the workflow loads (the error names the key), and a
+    setting that would silently train on garbage is refused here, before any job starts."""
+    files = {"imagenet_weights": config["imagenet_weights"], "segment.init.checkpoint": config["segment"]["init"]["checkpoint"]}
+    for key, path in files.items():
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"config key {key}: file not found: {path} (nothing is downloaded: put the file there)")
+    weights = config["imagenet_weights"]
+    if weights is not None and any(h in Path(weights).name for h in TORCHVISION_V2_HASHES):
+        print(
+            f"warning: config key imagenet_weights: {weights} looks like torchvision's IMAGENET1K_V2 weights; the paper "
+            "and the released code use V1 (resnet50-19c8e357.pth), so numbers will not be comparable",
+            file=sys.stderr,
+        )
+    irn = config["irn"]
+    if irn["freeze_backbone"] and weights is None and not irn["init_from_bas"]:
+        raise ValueError(
+            "config key irn.freeze_backbone is true but there are no backbone weights: neither imagenet_weights nor "
+            "irn.init_from_bas is set, so IRN would train its heads on a frozen random ResNet. Give imagenet_weights, "
+            "set irn.init_from_bas: true, or irn.freeze_backbone: false"
+        )
+    if weights is not None and not irn["init_from_bas"] and irn["backbone_depth"] != config["bas"]["depth"]:
+        raise ValueError(
+            f"config keys bas.depth ({config['bas']['depth']}) and irn.backbone_depth ({irn['backbone_depth']}) differ, "
+            f"but both start from the one file imagenet_weights ({weights})"
+        )
+    check_segmenter_init()
+
+
+def check_segmenter_init():
+    """A frozen-BN segmenter (the reference's) from scratch never learns: refuse segment.init.checkpoint null then."""
+    seg = config["segment"]
+    if seg["init"]["checkpoint"] is not None:
+        return
+    from mmengine.config import Config
+
+    model_config = Path(workflow.basedir).parent / seg["model_config"]
+    if not model_config.is_file():
+        raise ValueError(f"config key segment.model_config: file not found: {model_config}")
+    backbone = Config.fromfile(str(model_config), import_custom_modules=False).model.backbone
+    if backbone.get("norm_eval") or not backbone.get("norm_cfg", {}).get("requires_grad", True):
+        raise ValueError(
+            f"config key segment.init.checkpoint is null (from scratch) but segment.model_config "
+            f"({seg['model_config']}) freezes BN, whose statistics and affine then stay at their initial values: "
+            "give the init checkpoint, or use a trainable-BN model config (configs/segment/deeplabv2_scratch.py)"
+        )
+
+
+check_local_files()
+
+
+def imagenet_input(wildcards=None):
+    """The ImageNet weights file as an input of the rules that start from it (a replaced file reruns them)."""
+    return [config["imagenet_weights"]] if config["imagenet_weights"] else []
+
+
+def imagenet_option(wildcards, input):
+    return f" --imagenet-weights {input.weights}" if input.weights else ""
+
+
 def use_synthetic():
     return config["data"]["root"] is None
 

@@ -42,16 +42,18 @@ rule train_irn:
         ir_labels="results/{experiment}/ir_labels/index.json",
         # a dependency only when irn.init_from_bas; train reads --bas-checkpoint only then
         bas=(["results/{experiment}/bas_seed/model.pt"] if config["irn"]["init_from_bas"] else []),
+        weights=lambda wildcards: [] if config["irn"]["init_from_bas"] else imagenet_input(),
     output:
         "results/{experiment}/irn/model.pt",
     params:
         root=voc_root,
         device=config["device"],
+        weights=imagenet_option,
         settings=as_json(
             {
                 k: config["irn"][k]
                 for k in (
-                    "backbone_depth", "backbone_weights", "init_from_bas", "freeze_backbone", "crop_size",
+                    "backbone_depth", "init_from_bas", "freeze_backbone", "crop_size",
                     "scale_range", "batch_size", "epochs", "max_train_images", "lr", "displacement_lr_mult",
                     "weight_decay", "momentum", "reference_momentum_quirk", "poly_power", "train_radius", "seed",
                     "num_workers", "amp",
@@ -66,7 +68,7 @@ rule train_irn:
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
         " {PY} -m irn.train --voc-root {params.root} --ir-labels {input.ir_labels} --out {output}"
-        " --settings {params.settings:q} --device {params.device} --threads {threads} --resume"
+        " --settings {params.settings:q} --device {params.device} --threads {threads} --resume{params.weights}"
         " --bas-checkpoint results/{wildcards.experiment}/bas_seed/model.pt > {log} 2>&1"
 
 
@@ -123,6 +125,7 @@ rule eval_masks:
     input:
         voc=voc_input,
         index="results/{experiment}/pseudo_masks/index.json",
+        train_labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
     output:
         json="results/{experiment}/metrics/mask_miou.json",
         md="results/{experiment}/metrics/mask_miou.md",
@@ -134,7 +137,7 @@ rule eval_masks:
         "results/{experiment}/logs/eval_masks.log",
     shell:
         "{PY} -m wsss_common.evaluate --voc-root {params.root} --split {params.split} --index {input.index}"
-        " --class-names {params.class_names:q} --out {output.json} > {log} 2>&1"
+        " --class-names {params.class_names:q} --train-labels {input.train_labels} --out {output.json} > {log} 2>&1"
 
 
 rule masks:

@@ -5,6 +5,8 @@ rule train_segmenter:
     input:
         voc=voc_input,
         pseudo_masks="results/{experiment}/pseudo_masks/index.json",
+        # the init file as an input: replacing it retrains the segmenter (and only what follows)
+        init=[config["segment"]["init"]["checkpoint"]] if config["segment"]["init"]["checkpoint"] else [],
     output:
         model="results/{experiment}/segment/model.pth",
         summary="results/{experiment}/segment/model.json",
@@ -72,6 +74,7 @@ rule eval_val:
         voc=voc_input,
         index="results/{experiment}/val_predictions/index.json",
         card="results/{experiment}/segment/model_card.json",
+        train_labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
     output:
         "results/{experiment}/metrics/val_miou.json",
     params:
@@ -85,7 +88,7 @@ rule eval_val:
         "results/{experiment}/logs/eval_val.log",
     shell:
         "{PY} -m wsss_common.evaluate --voc-root {params.root} --split {params.split} --index {input.index}"
-        " --class-names {params.class_names:q} --out {output} --extra {params.extra:q}"
+        " --class-names {params.class_names:q} --train-labels {input.train_labels} --out {output} --extra {params.extra:q}"
         " --extra-from {input.card} > {log} 2>&1"
 
 

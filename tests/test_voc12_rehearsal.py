@@ -1,0 +1,278 @@
+"""The rehearsal of the paper's path: configs/voc12.yaml, unchanged except for configs/voc12_rehearsal.yaml (sizes
+only), run on CPU from the images to val_miou.json on a tiny generated VOC layout, with weight files written here
+in the real formats (torchvision ResNet-50, deeplab-pytorch caffe ResNet-101) holding random values.
+
+It exercises every path only voc12 reaches: Bottleneck ResNet-50 BAS with the agnostic head from the ImageNet file,
+the CAM trained with IRN's recipe and fused into the seeds, 4-scale + flip export with the image-specific threshold
+search, IRN at radius 10 on the frozen ImageNet backbone with the flip pair, the walk at exp_times 8, the caffe
+ResNet-101 MSC DeepLab with frozen BN and converted init through the mmengine Runner, and test-time CRF. Then: a
+replaced weight file reruns exactly the stages that read it, and the load-time refusals name their keys.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import planned_rules
+from wsss_common.io import save_label_png
+from wsss_common.voc import VOC_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGENET = "pretrained/resnet50-19c8e357.pth"          # where configs/voc12.yaml looks (relative to the workdir)
+DEEPLAB_INIT = "pretrained/deeplabv2_resnet101_imagenet.pth"
+# Keys the rehearsal override may set: sizes, counts and the experiment folder, never a method setting.
+SIZE_KEYS = {"experiment", "epochs", "batch_size", "resize", "crop", "crop_size", "resize_long", "max_images",
+             "max_train_images", "num_workers", "shards", "label_shards", "mask_shards", "predict_shards",
+             "infer_pad_size", "iterations", "checkpoint_interval", "log_interval"}
+OBJECT_CLASSES = [1, 8, 12, 15]  # aeroplane, cat, dog, person
+
+
+def smk(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", *args, "--snakefile", str(ROOT / "workflow" / "Snakefile"),
+           "--directory", str(workdir)]
+    p = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-5000:]}\n"
+                             f"{p.stderr[-5000:]}")
+    return p
+
+
+def leaf_keys(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from leaf_keys(v, prefix + (k,))
+        else:
+            yield prefix + (k,)
+
+
+# ---- the fixture: a tiny VOC2012 layout, as the real one is laid out ----------------------------------------------
+
+def write_tiny_voc(root: Path, seed: int = 0) -> dict:
+    """12 train_aug ids (the first 6 are `train`, with SegmentationClass masks; the other 6 have no mask at all, only
+    their XML, as most of the real train_aug) and 6 val ids with masks; JPEGs of 48-72 px with 1-2 textured objects
+    of four VOC classes on a noisy background; palette masks with a 255 band along object boundaries."""
+    rng = np.random.default_rng(seed)
+    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    colours = {c: rng.integers(40, 255, 3) for c in OBJECT_CLASSES}
+    train_aug = [f"2007_{i:06d}" for i in range(12)]
+    val = [f"2008_{i:06d}" for i in range(6)]
+    for n, image_id in enumerate(train_aug + val):
+        h, w = (int(v) for v in rng.integers(48, 73, 2))
+        image = rng.integers(0, 90, (h, w, 3)).astype(np.float32)
+        mask = np.zeros((h, w), np.uint8)
+        names = []
+        for _ in range(int(rng.integers(1, 3))):
+            c = int(rng.choice(OBJECT_CLASSES))
+            y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+            y1, x1 = y0 + int(rng.integers(12, h // 2 + 1)), x0 + int(rng.integers(12, w // 2 + 1))
+            yy, xx = np.mgrid[0:h, 0:w]
+            inside = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
+            stripes = ((yy + xx) // 3 % 2)[..., None] * 40.0
+            image[inside] = (colours[c] + stripes)[inside]
+            band = inside & ~((yy > y0) & (yy < y1 - 1) & (xx > x0) & (xx < x1 - 1))
+            mask[inside] = c
+            mask[band] = 255
+            names.append(VOC_CLASSES[c])
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / "JPEGImages" / f"{image_id}.jpg",
+                                                                       quality=90)
+        objects = "".join(f"<object><name>{name}</name><difficult>0</difficult></object>" for name in names)
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><filename>{image_id}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+            f"<depth>3</depth></size>{objects}</annotation>")
+        if n < 6 or image_id in val:
+            save_label_png(root / "SegmentationClass" / f"{image_id}.png", mask)
+    sets = root / "ImageSets" / "Segmentation"
+    (sets / "train_aug.txt").write_text("\n".join(train_aug) + "\n")
+    (sets / "train.txt").write_text("\n".join(train_aug[:6]) + "\n")
+    (sets / "val.txt").write_text("\n".join(val) + "\n")
+    return {"train_aug": train_aug, "train": train_aug[:6], "val": val}
+
+
+def deeplab_pytorch_r101_state(num_classes: int = 21, seed: int = 0) -> dict:
+    """A state dict laid out as kazuto1011/deeplab-pytorch's DeepLabV2 ResNet-101 init (the converted caffemodel):
+    layer1.conv1.{conv,bn}, layer{2..5}.block{j}.{reduce,conv3x3,increase[,shortcut]}.{conv,bn} for [3, 4, 23, 3]
+    bottlenecks, aspp.c{0..3}; random He-scaled convs, BN with random affine and statistics (the last BN of each
+    residual branch scaled down, so the frozen-BN network's activations stay bounded, as a trained one's do)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+
+    def conv_bn(prefix, cin, cout, k, gamma=1.0):
+        state[f"{prefix}.conv.weight"] = torch.randn(cout, cin, k, k, generator=g) * (2.0 / (cin * k * k)) ** 0.5
+        state[f"{prefix}.bn.weight"] = gamma * (1 + 0.1 * torch.randn(cout, generator=g))
+        state[f"{prefix}.bn.bias"] = 0.1 * torch.randn(cout, generator=g)
+        state[f"{prefix}.bn.running_mean"] = 0.1 * torch.randn(cout, generator=g)
+        state[f"{prefix}.bn.running_var"] = 1 + torch.rand(cout, generator=g)
+
+    conv_bn("layer1.conv1", 3, 64, 7)
+    cin = 64
+    for stage, (blocks, cout) in enumerate(zip((3, 4, 23, 3), (256, 512, 1024, 2048)), start=2):
+        for j in range(1, blocks + 1):
+            p = f"layer{stage}.block{j}"
+            conv_bn(f"{p}.reduce", cin if j == 1 else cout, cout // 4, 1)
+            conv_bn(f"{p}.conv3x3", cout // 4, cout // 4, 3)
+            conv_bn(f"{p}.increase", cout // 4, cout, 1, gamma=0.1)  # small residual branches: 33 blocks stay bounded
+            if j == 1:
+                conv_bn(f"{p}.shortcut", cin, cout, 1)
+        cin = cout
+    for i in range(4):
+        state[f"aspp.c{i}.weight"] = 0.01 * torch.randn(num_classes, 2048, 3, 3, generator=g)
+        state[f"aspp.c{i}.bias"] = torch.zeros(num_classes)
+    return state
+
+
+def write_weights(workdir: Path) -> None:
+    """The two files voc12.yaml names, in their real formats. Random weights, conditioned as a trained network's are:
+    BN statistics calibrated on random images and the residual branches starting at zero (torchvision's
+    zero_init_residual). A plain fresh ResNet-50 under IRN's fixed-BN CAM recipe (lr 0.1 / 1.0) diverges to NaN in
+    three steps; ImageNet weights do not."""
+    import torchvision
+
+    (workdir / "pretrained").mkdir()
+    torch.manual_seed(123)
+    net = torchvision.models.resnet50(zero_init_residual=True)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batches
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(4, 3, 64, 64))
+    torch.save(net.state_dict(), workdir / IMAGENET)  # torchvision's own format
+    torch.save(deeplab_pytorch_r101_state(), workdir / DEEPLAB_INIT)
+
+
+def rehearsal_args(voc_root: Path, *extra):
+    return ("--cores", "2", "--configfile", str(ROOT / "configs" / "voc12.yaml"),
+            str(ROOT / "configs" / "voc12_rehearsal.yaml"), *extra, "--config", f"data={{root: {voc_root}}}")
+
+
+# ---- the rehearsal ------------------------------------------------------------------------------------------------
+
+def test_the_override_only_shrinks_sizes():
+    override = yaml.safe_load((ROOT / "configs" / "voc12_rehearsal.yaml").read_text())
+    voc12 = yaml.safe_load((ROOT / "configs" / "voc12.yaml").read_text())
+    for path in leaf_keys(override):
+        assert path[-1] in SIZE_KEYS, f"configs/voc12_rehearsal.yaml sets {'.'.join(path)}, which is not a size"
+        node = voc12
+        for part in path[:-1]:
+            node = node[part]
+        assert path[-1] in node, f"{'.'.join(path)} is not a key of configs/voc12.yaml"
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    base = tmp_path_factory.mktemp("voc12_rehearsal")
+    voc = base / "VOCdevkit" / "VOC2012"
+    ids = write_tiny_voc(voc)
+    work = base / "work"
+    work.mkdir()
+    write_weights(work)
+    started = time.time()
+    p = smk(work, "all", *rehearsal_args(voc))  # seeds, masks, voc_val_miou and the report
+    return {"work": work, "voc": voc, "ids": ids, "results": work / "results" / "voc12_rehearsal",
+            "seconds": time.time() - started, "stdout": p.stdout + p.stderr}
+
+
+def test_rehearsal_runs_the_paper_pipeline_to_val_miou(rehearsal):
+    results = rehearsal["results"]
+    seed = json.loads((results / "metrics" / "seed_miou.json").read_text())
+    mask = json.loads((results / "metrics" / "mask_miou.json").read_text())
+    val = json.loads((results / "metrics" / "val_miou.json").read_text())
+    # weak labels came from the XML of every id; 6 of the 12 train_aug ids have no mask at all
+    for m in (seed, mask, val):
+        assert m["image_labels_source"] == {"annotations": 12, "masks": 0}
+        assert set(m["per_class"]) == set(VOC_CLASSES)
+    assert seed["n_images"] == mask["n_images"] == 6 and val["n_images"] == 6 and val["split"] == "val"
+    # seeds: the CAM-fused seed, with BAS alone (agnostic-fused and class-specific) reported beside it
+    assert set(seed["variants"]) == {"bas_class_specific", "bas_foreground"}
+    assert seed["image_specific_miou"] is not None
+    assert list(seed["threshold_sweep"])[0] == "0.05" and list(seed["threshold_sweep"])[-1] == "0.6"
+    # the segmenter: the caffe init named in voc12, test-time CRF
+    assert val["segmenter_init"] == "imagenet-caffe-r101" and val["val_crf"] is True
+
+
+def test_rehearsal_trained_each_model_from_the_given_files(rehearsal):
+    from bas_seed.model import load_model
+    from wsss_common.training import load_checkpoint
+
+    work, results = rehearsal["work"], rehearsal["results"]
+    imagenet = torch.load(work / IMAGENET, weights_only=True)
+    bas = load_checkpoint(results / "bas_seed" / "model.pt")
+    assert bas["model_config"] == {"method": "bas", "depth": 50, "num_fg": 20, "class_agnostic": True}
+    # Bottleneck ResNet-50 from the file: BN betas are never trained (train_biases false), the convs moved little
+    assert torch.equal(bas["model"]["layer2.0.bn3.bias"], imagenet["layer2.0.bn3.bias"])
+    assert torch.allclose(bas["model"]["stem.0.weight"], imagenet["conv1.weight"], atol=1e-2)
+    assert not torch.equal(bas["model"]["stem.0.weight"], imagenet["conv1.weight"])
+    cam = load_model(results / "bas_seed" / "cam_model.pt")
+    assert type(cam).__name__ == "CAMNet"
+    # IRN's recipe freezes the stem: its conv1 is the file's, bit for bit
+    assert torch.equal(cam.stem[0].weight, imagenet["conv1.weight"])
+    # the DeepLab init went through the converter and the Runner: frozen BN keeps the file's values exactly
+    init = torch.load(work / DEEPLAB_INIT, weights_only=True)
+    seg = torch.load(results / "segment" / "model.pth", map_location="cpu", weights_only=False)
+    seg = seg.get("state_dict", seg)
+    assert torch.equal(seg["backbone.bn1.weight"], init["layer1.conv1.bn.weight"])
+    assert torch.equal(seg["backbone.layer3.22.bn2.running_var"], init["layer4.block23.conv3x3.bn.running_var"])
+    summary = json.loads((results / "segment" / "model.json").read_text())
+    assert summary["init"]["checkpoint"].endswith(DEEPLAB_INIT)
+
+
+def test_rehearsal_logs_show_the_voc12_paths(rehearsal):
+    logs = rehearsal["results"] / "logs"
+    export_log = (logs / "export_seeds_0.log").read_text()
+    assert "scales [1.0, 0.5, 1.5, 2.0]" in export_log and "fuse_cam True" in export_log
+    assert "9 thresholds" in export_log  # the voc12 grid 0.20..0.44 by 0.03
+
+
+def test_a_replaced_weight_file_reruns_exactly_the_stages_that_read_it(rehearsal):
+    work, voc = rehearsal["work"], rehearsal["voc"]
+    assert planned_rules(smk(work, "all", "-n", *rehearsal_args(voc)).stdout) == set()
+    later = time.time() + 5
+    os.utime(work / DEEPLAB_INIT, (later, later))
+    rerun = planned_rules(smk(work, "all", "-n", *rehearsal_args(voc)).stdout)
+    assert rerun == {"train_segmenter", "predict_val", "merge_val_predictions", "eval_val", "report", "all"}
+    os.utime(work / IMAGENET, (later, later))
+    rerun = planned_rules(smk(work, "all", "-n", *rehearsal_args(voc)).stdout)
+    assert {"train_bas", "train_cam", "train_irn", "export_seeds", "make_pseudo_masks"} <= rerun
+    assert not rerun & {"image_labels"}
+
+
+# ---- refusals when the workflow loads (dry runs, seconds) ---------------------------------------------------------
+
+@pytest.fixture
+def dry_workdir(tmp_path):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    return tmp_path
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"imagenet_weights": "missing/resnet50.pth"},
+     "config key imagenet_weights: file not found: missing/resnet50.pth"),
+    ({"segment": {"init": {"checkpoint": "missing/init.pth"}}}, "config key segment.init.checkpoint: file not found"),
+    ({"irn": {"init_from_bas": False}}, "config key irn.freeze_backbone is true but there are no backbone weights"),
+    ({"segment": {"model_config": "configs/segment/deeplabv2_r101_msc.py"}},
+     "config key segment.init.checkpoint is null (from scratch) but segment.model_config"),
+], ids=["imagenet-missing", "init-missing", "frozen-random-irn", "frozen-bn-from-scratch"])
+def test_settings_that_would_waste_a_run_are_refused_when_the_workflow_loads(dry_workdir, override, message):
+    (dry_workdir / "override.yaml").write_text(yaml.safe_dump(override))
+    p = smk(dry_workdir, "-n", "--configfile", "configs/test.yaml", "override.yaml", check=False)
+    assert p.returncode != 0 and message in p.stdout + p.stderr
+    assert not (dry_workdir / "results").exists()
+
+
+def test_torchvision_v2_weights_get_a_warning(dry_workdir):
+    (dry_workdir / "resnet18-11ad3fa6.pth").write_bytes(b"")
+    p = smk(dry_workdir, "-n", "--configfile", "configs/test.yaml", "--config",
+            "imagenet_weights=resnet18-11ad3fa6.pth")
+    assert "IMAGENET1K_V2" in p.stdout + p.stderr
+    assert "train_bas" in planned_rules(p.stdout)
