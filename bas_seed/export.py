@@ -144,8 +144,9 @@ def seed_maps(model, image: np.ndarray, class_ids: list[int], settings: dict, de
     if fusion != "none":
         if keep_variants:
             variants["bas_class_specific"] = high_res[:-1]
-        cam = fuse_foreground(cam[:-1], cam[-1], fusion)
-        high_res = fuse_foreground(high_res[:-1], high_res[-1], fusion)
+        renorm = bool(settings.get("foreground_renormalize", False))
+        cam = fuse_foreground(cam[:-1], cam[-1], fusion, renorm)
+        high_res = fuse_foreground(high_res[:-1], high_res[-1], fusion, renorm)
     if cam_model is not None:
         if keep_variants:
             variants["bas_foreground" if fusion != "none" else "bas_class_specific"] = high_res

@@ -23,13 +23,15 @@ def max_normalize(maps: torch.Tensor, eps: float = MAXNORM_EPS) -> torch.Tensor:
     return maps / (peak + eps)
 
 
-def fuse_foreground(class_maps: torch.Tensor, foreground: torch.Tensor, mode: str) -> torch.Tensor:
+def fuse_foreground(class_maps: torch.Tensor, foreground: torch.Tensor, mode: str,
+                    renormalize: bool = False) -> torch.Tensor:
     """Table 13: where a class map exceeds the class-agnostic foreground map, replace it by the foreground map
     (``replace``) or by the mean of both (``average``); elsewhere the class map is kept. ``none`` returns it unchanged.
 
-    Both inputs must already be max-normalised (that is what makes their values comparable). The result is taken
-    literally, as Table 13 describes it: it is *not* max-normalised again, which would scale back up the classes the
-    fusion weakened (values stay in [0, 1]; a class's maximum may fall below 1).
+    Both inputs must already be max-normalised (that is what makes their values comparable). By default the result
+    is taken literally, as Table 13 describes it: it is *not* max-normalised again, which would scale back up the
+    classes the fusion weakened (values stay in [0, 1]; a class's maximum may fall below 1). ``renormalize``
+    (seeds.foreground_renormalize, a deviation) max-normalises each fused class map again.
     """
     if mode not in FOREGROUND_FUSIONS:
         raise ValueError(f"seeds.foreground_fusion must be one of {FOREGROUND_FUSIONS}, got {mode!r}")
@@ -44,7 +46,7 @@ def fuse_foreground(class_maps: torch.Tensor, foreground: torch.Tensor, mode: st
         fused = torch.where(above, fg, class_maps)
     else:
         fused = torch.where(above, (class_maps + fg) / 2, class_maps)
-    return fused
+    return max_normalize(fused) if renormalize else fused
 
 
 def fuse_with_cam(bas_maps: torch.Tensor, cam_maps: torch.Tensor) -> torch.Tensor:

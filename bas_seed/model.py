@@ -5,14 +5,17 @@ BASNet (bas_irn_facts.md §1.2):
     M  = sigmoid(generator(x3))          3x3 conv, no bias: one map per foreground class
     A  = sigmoid(agnostic(x3.detach()))  optional class-agnostic foreground map (§5.5), 3x3 conv, no bias, on
                                          *detached* layer3 features: an add-on that cannot change the released
-                                         network (class_agnostic false = the released network exactly)
+                                         network (class_agnostic false = the released network exactly).
+                                         agnostic_backbone_gradient (a deviation, the demo's): A is instead one more
+                                         channel of the generator conv, on x3 itself, so its losses train layer1-3
     F  = classifier(layer4(x3))          "F2": layer4 + 1x1 conv, no bias; class scores = GAP(F)
     background branch                    F2 with frozen weights on x3.detach() * (1 - M_f), see ``background_scores``
 
 CAMNet: IRN's CAM classifier (facts §2.2): scores = classifier(GAP(layer4(...))), maps = relu(classifier(layer4)).
 
 A training checkpoint (``wsss_common.training.save_checkpoint``) stores ``model`` (state_dict) and ``model_config``
-``{"method": "bas"|"cam", "depth", "num_fg", "class_agnostic"}``; ``load_model`` rebuilds the net from it alone.
+``{"method": "bas"|"cam", "depth", "num_fg", "class_agnostic"[, "agnostic_backbone_gradient"]}``; ``load_model``
+rebuilds the net from it alone.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def _init_new_conv(conv: nn.Conv2d) -> None:
 
 class BASNet(nn.Module):
     def __init__(self, num_fg: int, depth: int = 50, weights: str | None = None, class_agnostic: bool = True,
-                 background_bn: str = "batch"):
+                 background_bn: str = "batch", agnostic_backbone_gradient: bool = False):
         super().__init__()
         if background_bn not in ("batch", "running"):
             raise ValueError(f"background_bn must be 'batch' or 'running', got {background_bn!r}")
@@ -45,16 +48,21 @@ class BASNet(nn.Module):
         # "batch": the background branch normalises with the batch statistics of the erased features, as the
         # reference's train-mode deepcopy of layer4 does; "running": it uses layer4's running statistics.
         self.background_bn = background_bn
+        # False: the agnostic head trains on x3.detach() (the released network is unchanged beside it); True: its
+        # losses also train layer1-3, which then shapes the class-specific maps too (a deviation, bas.schema.yaml)
+        self.agnostic_backbone_gradient = bool(agnostic_backbone_gradient)
         backbone = build_resnet(depth, strides=(1, 2, 2, 1), weights=weights)
         c3, c4 = layer_channels(backbone)[2:]
         self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = (backbone.layer1, backbone.layer2,
                                                               backbone.layer3, backbone.layer4)
-        self.generator = nn.Conv2d(c3, self.num_fg, 3, padding=1, bias=False)
+        joint = self.class_agnostic and self.agnostic_backbone_gradient
+        self.generator = nn.Conv2d(c3, self.num_fg + int(joint), 3, padding=1, bias=False)
         self.classifier = nn.Conv2d(c4, self.num_fg, 1, bias=False)
         _init_new_conv(self.generator)
         _init_new_conv(self.classifier)
-        if self.class_agnostic:
+        self.separate_agnostic = self.class_agnostic and not joint
+        if self.separate_agnostic:
             # Its own conv, initialised last on a forked RNG: the rest of the net (and everything drawn from the global
             # RNG afterwards) is the same with and without it, and its training input is x3.detach(), so its losses
             # never reach layer1-3. The class-specific maps of a class_agnostic model are then those of the released
@@ -68,7 +76,7 @@ class BASNet(nn.Module):
 
     def generator_modules(self) -> list[nn.Module]:
         """The map generators: the class-specific generator and, when present, the class-agnostic one."""
-        return [self.generator] + ([self.agnostic] if self.class_agnostic else [])
+        return [self.generator] + ([self.agnostic] if self.separate_agnostic else [])
 
     def new_modules(self) -> list[nn.Module]:
         """The layers that get the 10x learning rate (the reference's "classifier" name match; the agnostic
@@ -81,7 +89,7 @@ class BASNet(nn.Module):
     def generate(self, x3: torch.Tensor) -> torch.Tensor:
         """Inference maps: (B, num_fg [+ 1], h, w), the class-agnostic map (if any) as the last channel."""
         maps = torch.sigmoid(self.generator(x3))
-        if self.class_agnostic:
+        if self.separate_agnostic:
             maps = torch.cat([maps, torch.sigmoid(self.agnostic(x3))], dim=1)
         return maps
 
@@ -129,13 +137,15 @@ class BASNet(nn.Module):
         cam = self.classify(x3)
         if picked is None:
             return {"scores": cam.mean(dim=(2, 3)), "cam": cam}
-        maps = torch.sigmoid(self.generator(x3))
+        generated = torch.sigmoid(self.generator(x3))
+        maps = generated[:, :self.num_fg]
         index = picked.view(-1, 1, 1, 1).expand(-1, 1, *maps.shape[2:])
         fg_map = maps.gather(1, index)
         out = {"scores": cam.mean(dim=(2, 3)), "cam": cam, "maps": maps, "fg_map": fg_map,
                "bg_scores": self.background_scores(x3, fg_map)}
         if self.class_agnostic:
-            agnostic_map = torch.sigmoid(self.agnostic(x3.detach()))
+            agnostic_map = (torch.sigmoid(self.agnostic(x3.detach())) if self.separate_agnostic
+                            else generated[:, self.num_fg:self.num_fg + 1])
             out["agnostic_map"] = agnostic_map
             out["agnostic_bg_scores"] = self.background_scores(x3, agnostic_map)
         return out
@@ -218,13 +228,16 @@ def build_model(model_config: dict, weights: str | None = None, **training_optio
             raise ValueError(f"model_config is missing {key!r}: {model_config}")
     if method == "bas":
         return BASNet(model_config["num_fg"], model_config["depth"], weights,
-                      class_agnostic=bool(model_config.get("class_agnostic", True)), **training_options)
+                      class_agnostic=bool(model_config.get("class_agnostic", True)),
+                      agnostic_backbone_gradient=bool(model_config.get("agnostic_backbone_gradient", False)),
+                      **training_options)
     return CAMNet(model_config["num_fg"], model_config["depth"], weights, **training_options)
 
 
 def model_config_of(model: nn.Module, depth: int) -> dict:
     return {"method": "cam" if isinstance(model, CAMNet) else "bas", "depth": int(depth),
-            "num_fg": int(model.num_fg), "class_agnostic": bool(model.class_agnostic)}
+            "num_fg": int(model.num_fg), "class_agnostic": bool(model.class_agnostic),
+            **({"agnostic_backbone_gradient": True} if getattr(model, "agnostic_backbone_gradient", False) else {})}
 
 
 def load_model(checkpoint_path, map_location="cpu") -> nn.Module:

@@ -1,11 +1,11 @@
 """Train the BAS seed network (or, with method cam, IRN's CAM baseline): python -m bas_seed.train.
 
     python -m bas_seed.train --voc-root VOC2012 --labels labels/train_aug.json --settings '{...bas section...}' \
-        --out results/x/bas_seed/model.pt --loss-log results/x/bas_seed/model.loss.jsonl [--method cam] [--resume]
+        --out results/x/bas_seed/model.pt --loss-log results/x/bas_seed/loss_log.jsonl [--method cam] [--resume]
 
-A plain linear loop. After every epoch the state goes atomically to ``<out>.partial`` and the epoch's mean loss terms
-to ``--loss-log`` (JSON lines); ``--resume`` continues from ``<out>.partial`` to the same final weights as an
-uninterrupted run. ``--out`` is written only when the last epoch is done. Under ``torchrun`` with more than one
+A plain linear loop. After every epoch the state goes atomically to ``<out>.partial`` (with the loss history so far)
+and the epoch's mean loss terms to ``--loss-log`` (JSON lines); ``--resume`` continues from ``<out>.partial`` to the
+same final weights and the same whole loss log as an uninterrupted run, even when the old loss log was deleted. ``--out`` is written only when the last epoch is done. Under ``torchrun`` with more than one
 process it trains with DDP (rank 0 writes the files).
 """
 from __future__ import annotations
@@ -104,12 +104,6 @@ def train_step(model, method: str, images, labels, settings: dict, picked, warmu
     return total, terms
 
 
-def read_loss_log(path: Path, upto_epoch: int) -> list[str]:
-    if not path.is_file():
-        return []
-    return [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= upto_epoch]
-
-
 def init_distributed():
     """(rank, world_size); under torchrun with WORLD_SIZE > 1 the process group is started (NCCL on GPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -149,14 +143,18 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
     training_options = ({"fixed_bn": r["fixed_bn"], "freeze_stem": r["freeze_stem"]} if method == "cam"
                         else {"background_bn": settings["background_bn"]})
     model_config = {"method": method, "depth": settings["depth"], "num_fg": num_fg,
-                    "class_agnostic": bool(settings["class_agnostic"]) and method == "bas"}
+                    "class_agnostic": bool(settings["class_agnostic"]) and method == "bas",
+                    "agnostic_backbone_gradient": bool(settings["agnostic_backbone_gradient"]) and method == "bas"}
     model = build_model(model_config, weights=imagenet_weights, **training_options)
     model_config = model_config_of(model, settings["depth"])
     groups = param_groups(model, r["lr"], r["new_layer_lr_mult"],
                           train_biases=True if method == "cam" else settings["train_biases"],
                           generator_lr_mult=settings["generator_lr_mult"] if method == "bas" else None)
     if distributed and method == "bas" and settings["sync_bn"]:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # reference: SyncBN in train mode
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # reference: SyncBN in train mode
+        else:  # torch's SyncBatchNorm runs on GPUs only; a CPU DDP run (a rehearsal, a test cluster) uses local BN
+            log.warning("bas.sync_bn: SyncBatchNorm needs CUDA; this CPU DDP run normalises per process")
     cuda = device.type == "cuda"
     memory_format = torch.channels_last if cuda and settings["channels_last"] else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
@@ -182,7 +180,9 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         log.info("resuming from %s after epoch %d (step %d)", partial, start_epoch, step)
-    history = read_loss_log(loss_log, start_epoch) if start_epoch else []
+    # The loss history travels inside the checkpoint: Snakemake deletes an incomplete job's outputs (the loss log
+    # among them) before it reruns the job, so a resumed run could not read the epochs before the kill from the log.
+    history = list(ckpt.get("history", [])) if ckpt is not None else []
 
     net = model
     if distributed:
@@ -235,7 +235,7 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
             write_text_atomic(loss_log, "\n".join(history) + "\n")
             save_checkpoint(partial, model=model.state_dict(), model_config=model_config, epoch=epoch + 1,
                             step=step, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                            settings=settings, seed=seed)
+                            settings=settings, seed=seed, history=history)
         if distributed:
             dist.barrier()
 

@@ -43,6 +43,12 @@ def test_average_takes_the_mean_where_the_class_map_is_higher():
     assert torch.allclose(fuse_foreground(CLASS, FOREGROUND, "average"), expected)
 
 
+def test_renormalize_option_max_normalises_the_fused_map_again():
+    # replace gives [[0.2, 0.4], [0.6, 0.0]] (max 0.6); seeds.foreground_renormalize divides it by 0.6 + eps
+    fused = fuse_foreground(CLASS, FOREGROUND, "replace", renormalize=True)
+    assert torch.allclose(fused, t([[[0.2, 0.4], [0.6, 0.0]]]) / (0.6 + MAXNORM_EPS))
+
+
 def test_foreground_fusion_applies_the_same_foreground_map_to_every_class():
     two = torch.cat([CLASS, t([[[0.9, 0.3], [0.2, 0.8]]])])
     fused = fuse_foreground(two, FOREGROUND, "replace")

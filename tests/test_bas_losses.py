@@ -244,3 +244,20 @@ def test_background_branch_running_bn_mode_uses_running_statistics():
     net.train()
     assert torch.allclose(net.background_scores(x3, fg_map), reference, atol=1e-5)
     assert net.layer4.training  # mode restored
+
+
+def test_agnostic_backbone_gradient_option_lets_the_agnostic_losses_train_layer3():
+    """bas.agnostic_backbone_gradient (a deviation): the agnostic head's losses then reach layer1-3 as well."""
+    torch.manual_seed(0)
+    net = BASNet(num_fg=4, depth=18, class_agnostic=True, background_bn="running",
+                 agnostic_backbone_gradient=True).train()
+    x, labels, picked = torch.randn(2, 3, 48, 48), torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]]), \
+        torch.tensor([2, 1])
+    _, terms = losses.bas_training_loss(net(x, picked), labels, picked, alpha=0.2, beta=1.2, lam=1.0)
+    net.zero_grad(set_to_none=True)
+    terms["agnostic_ac"].backward()
+    # the agnostic map is the generator's extra channel: only that channel's weights and layer1-3 get a gradient
+    grad = net.generator.weight.grad
+    assert grad.shape[0] == 5 and grad[4].abs().sum() > 0 and grad[:4].abs().sum() == 0
+    assert sum(float(p.grad.abs().sum()) for p in net.layer3.parameters()) > 0
+    assert net.classifier.weight.grad is None and not hasattr(net, "agnostic")

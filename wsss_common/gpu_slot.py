@@ -66,13 +66,23 @@ def main(argv: list[str] | None = None) -> None:
     cmd = argv[cut + 1:]
     if not cmd:
         raise SystemExit("gpu_slot: no command given after --")
-    if args.gpus > 0 and "CUDA_VISIBLE_DEVICES" not in os.environ:
+    if args.gpus > 0 and "CUDA_VISIBLE_DEVICES" in os.environ:
+        note(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} set by the scheduler; no local slot taken")
+    elif args.gpus > 0:
         ids = visible_gpu_ids()
         if ids:
             if args.gpus > len(ids):
                 raise SystemExit(f"gpu_slot: job asks for {args.gpus} GPUs but only {len(ids)} exist ({ids})")
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(acquire(args.gpus, ids, args.lock_dir))
+            note(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} from local slots in {args.lock_dir}")
+        else:
+            note("no GPU visible; running without one")
     os.execvp(cmd[0], cmd)
+
+
+def note(message: str) -> None:
+    """One line for the rule's log (stderr): which devices the job got and from whom, with the time."""
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} gpu_slot: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -12,58 +12,39 @@ rule train_bas:
         model="results/{experiment}/bas_seed/model.pt",
         loss_log="results/{experiment}/bas_seed/loss_log.jsonl",
     params:
+        method="bas",
         root=voc_root,
-        settings=as_json(config["bas"]),
+        settings=as_json(seed_net_settings("bas")),
         device=config["device"],
         seed=config["seed"],
         weights=imagenet_option,
-        # one process, or torchrun with one DDP process per GPU the job was given
-        launch=lambda wildcards, resources: (
-            f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
-            if int(resources.gpu) > 1
-            else f"{PY} -m"
-        ),
+        launch=torchrun_launch,
     threads: 4
     resources:
         gpu=gpus_for("bas"),
     log:
         "results/{experiment}/logs/train_bas.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_bas.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
-        " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method bas"
+        " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method {params.method}"
         " --out {output.model} --loss-log {output.loss_log} --device {params.device} --threads {threads}"
         " --seed {params.seed}{params.weights} --resume > {log} 2>&1"
 
 
-rule train_cam:
-    input:
-        voc=voc_input,
-        labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
-        weights=imagenet_input,
+# IRN's CAM baseline: the same training step with method cam (its recipe is the bas.cam sub-section)
+use rule train_bas as train_cam with:
     output:
         model="results/{experiment}/bas_seed/cam_model.pt",
         loss_log="results/{experiment}/bas_seed/cam_loss_log.jsonl",
     params:
-        root=voc_root,
-        settings=as_json(config["bas"]),
-        device=config["device"],
-        seed=config["seed"],
-        weights=imagenet_option,
-        launch=lambda wildcards, resources: (
-            f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
-            if int(resources.gpu) > 1
-            else f"{PY} -m"
-        ),
-    threads: 4
-    resources:
-        gpu=gpus_for("bas"),
+        method="cam",
+        settings=as_json(seed_net_settings("cam")),
     log:
         "results/{experiment}/logs/train_cam.log",
-    shell:
-        "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
-        " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method cam"
-        " --out {output.model} --loss-log {output.loss_log} --device {params.device} --threads {threads}"
-        " --seed {params.seed}{params.weights} --resume > {log} 2>&1"
+    benchmark:
+        "results/{experiment}/benchmarks/train_cam.tsv"
 
 
 rule export_seeds:
@@ -81,7 +62,10 @@ rule export_seeds:
         root=voc_root,
         num_shards=config["seeds"]["shards"],
         settings=as_json(
-            {k: config["seeds"][k] for k in ("scales", "foreground_fusion", "fuse_cam", "threshold_search")}
+            {
+                k: config["seeds"][k]
+                for k in ("scales", "foreground_fusion", "foreground_renormalize", "fuse_cam", "threshold_search")
+            }
         ),
         device=config["device"],
         optional=lambda wildcards, input: (f" --cam-model {input.cam_model}" if input.cam_model else ""),
@@ -90,6 +74,8 @@ rule export_seeds:
         gpu=inference_gpus(),
     log:
         "results/{experiment}/logs/export_seeds_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/export_seeds_{shard}.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m bas_seed.export"
         " --voc-root {params.root} --labels {input.labels} --eval-labels {input.eval_labels}"

@@ -142,6 +142,26 @@ def inference_gpus():
     return 0 if config["device"] == "cpu" else 1
 
 
+# The bas keys the CAM baseline's training reads besides its own sub-section `cam`: a BAS-only change (lambda, alpha,
+# the generator's lr, ...) then does not retrain the CAM, and a CAM recipe change does not retrain BAS.
+CAM_SHARED_KEYS = ("depth", "max_images", "ddp_max_step_quirk", "amp", "channels_last", "num_workers", "gpus")
+
+
+def seed_net_settings(method):
+    """The part of section `bas` that the training of ``method`` (bas or cam) reads."""
+    bas = config["bas"]
+    if method == "cam":
+        return {"method": "cam", "cam": bas["cam"], **{k: bas[k] for k in CAM_SHARED_KEYS}}
+    return {k: v for k, v in bas.items() if k != "cam"}
+
+
+def torchrun_launch(wildcards, resources):
+    """One process, or torchrun with one DDP process per GPU the job was given (local slot or SLURM allocation)."""
+    if int(resources.gpu) > 1:
+        return f"{PY} -m torch.distributed.run --standalone --nproc-per-node={resources.gpu} -m"
+    return f"{PY} -m"
+
+
 def shard_range(n):
     return list(range(int(n)))
 

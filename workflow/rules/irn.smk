@@ -15,6 +15,8 @@ rule make_ir_labels:
         settings=as_json({k: config["irn"][k] for k in ("fg_threshold", "bg_threshold", "crf")}),
     log:
         "results/{experiment}/logs/make_ir_labels_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/make_ir_labels_{shard}.tsv"
     shell:
         "{PY} -m irn.make_ir_labels --voc-root {params.root} --seeds {input.seeds} --out-dir {output}"
         " --shard {wildcards.shard} --num-shards {params.num_shards} --settings {params.settings:q} > {log} 2>&1"
@@ -65,6 +67,8 @@ rule train_irn:
     threads: 2
     log:
         "results/{experiment}/logs/train_irn.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_irn.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
         " {PY} -m irn.train --voc-root {params.root} --ir-labels {input.ir_labels} --out {output}"
@@ -98,6 +102,8 @@ rule make_pseudo_masks:
         gpu=inference_gpus(),
     log:
         "results/{experiment}/logs/make_pseudo_masks_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/make_pseudo_masks_{shard}.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m irn.make_pseudo_masks"
         " --voc-root {params.root} --seeds {input.seeds} --model {input.model}"

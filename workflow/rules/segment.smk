@@ -23,6 +23,8 @@ rule train_segmenter:
     threads: 2
     log:
         "results/{experiment}/logs/train_segmenter.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_segmenter.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
         " {PY} -m segment.train --voc-root {params.root} --pseudo-masks {input.pseudo_masks}"
@@ -47,6 +49,8 @@ rule predict_val:
         gpu=inference_gpus(),
     log:
         "results/{experiment}/logs/predict_val_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/predict_val_{shard}.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m segment.predict --model {input.model} --voc-root {params.root} --split {params.split}"
         " --settings {params.settings:q} --out-dir {output} --shard {wildcards.shard}"
