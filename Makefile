@@ -8,7 +8,9 @@ PY := $(ENV_DIR)/bin/python
 .PHONY: demo test install install-test clean-results
 
 demo: $(ENV_DIR)/.installed
-	$(PY) -m snakemake --cores $(CORES) --configfile configs/demo.yaml
+	$(PY) -m snakemake --cores $(CORES) --configfile configs/demo.yaml --report results/demo/report.html --report-after-run
+	@$(PY) -m wsss_common.report --experiment demo --print results/demo/metrics/seed_miou.json results/demo/metrics/mask_miou.json results/demo/metrics/val_miou.json
+	@echo "report: results/demo/report.html (open it in a browser)"
 
 test: $(ENV_DIR)/.installed-test
 	$(PY) -m pytest -q

@@ -149,7 +149,7 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
     optimizer = make_optimizer(model, settings)
     path_index = build_path_index(settings["train_radius"])
     indices = path_indices(path_index, crop // 4, crop // 4, device=device)
-    start_epoch, step = 0, 0
+    start_epoch, step, history = 0, 0, []
     signature = {**{k: settings[k] for k in TRAINING_KEYS},
                  **init_signature(settings, imagenet_weights, bas_checkpoint)}
     state_path = Path(state_path)
@@ -159,7 +159,10 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
+            history = json.loads(state.get("history", "[]"))
             log.info("resumed from %s at epoch %d, step %d", state_path, start_epoch, step)
+            for done, terms in enumerate(history, start=1):  # the log keeps the whole history through a resume
+                log_epoch(done, terms)
         else:
             log.warning("%s was written with other settings; starting from scratch", state_path)
 
@@ -190,12 +193,18 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
             for k, v in {"loss": loss.detach(), **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         means = {k: v / steps_per_epoch for k, v in sums.items()}
-        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        history.append(means)
+        log_epoch(epoch + 1, means)
         save_checkpoint(state_path, model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
-                        step=step, signature=json.dumps(signature))
+                        step=step, signature=json.dumps(signature), history=json.dumps(history))
     save_checkpoint(out, model=model.state_dict(), settings=json.dumps(settings), step=step, backbone_init=init)
     state_path.unlink(missing_ok=True)
     return means
+
+
+def log_epoch(epoch: int, means: dict) -> None:
+    """The per-epoch line of the log (``epoch N: loss 1.2650, pos ...``; the report reads these)."""
+    log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
 
 
 def load_model(path: str | Path, device: torch.device) -> IRNet:

@@ -322,11 +322,15 @@ def test_train_resume_reproduces_uninterrupted_run(stage, ir_label_index, settin
                         state_path=tmp_path / "state.pt", imagenet_weights=weights)
     assert (tmp_path / "state.pt").is_file() and not resumed.exists()
     monkeypatch.setattr(irn_train, "save_checkpoint", real_save)
+    lines = []
+    monkeypatch.setattr(irn_train.log, "info", lambda fmt, *args: lines.append(fmt % args))
     irn_train.train(stage["root"], str(ir_label_index), resumed, two_epochs, device=torch.device("cpu"),
                     state_path=tmp_path / "state.pt", resume=True, imagenet_weights=weights)
     a = irn_train.load_model(full, torch.device("cpu")).state_dict()
     b = irn_train.load_model(resumed, torch.device("cpu")).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the resumed run's log carries the whole history: epoch 1 (from the state file) and epoch 2
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2"]
 
 
 def test_train_rejects_batch_larger_than_data(stage, ir_label_index, settings, tmp_path):

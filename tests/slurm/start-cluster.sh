@@ -4,7 +4,7 @@
 # sets CUDA_VISIBLE_DEVICES per job (gres flag nvidia_gpu_env), while torch still sees no CUDA device.
 set -euo pipefail
 n_gpus=${FAKE_GPUS:-0}
-cpus=$(nproc)
+cpus=$(nproc --all)  # --all: nproc alone obeys OMP_NUM_THREADS, which the test suite sets to 1
 mem=$(( $(free -m | awk '/^Mem:/{print $2}') * 85 / 100 ))
 gres_node=""
 gres_types=""

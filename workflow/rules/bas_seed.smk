@@ -11,6 +11,13 @@ rule train_bas:
     output:
         model="results/{experiment}/bas_seed/model.pt",
         loss_log="results/{experiment}/bas_seed/loss_log.jsonl",
+    log:
+        "results/{experiment}/logs/train_bas.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_bas.tsv"
+    threads: 4
+    resources:
+        gpu=gpus_for("bas"),
     params:
         method="bas",
         root=voc_root,
@@ -19,13 +26,6 @@ rule train_bas:
         seed=config["seed"],
         weights=imagenet_option,
         launch=torchrun_launch,
-    threads: 4
-    resources:
-        gpu=gpus_for("bas"),
-    log:
-        "results/{experiment}/logs/train_bas.log",
-    benchmark:
-        "results/{experiment}/benchmarks/train_bas.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {params.launch} bas_seed.train"
         " --voc-root {params.root} --labels {input.labels} --settings {params.settings:q} --method {params.method}"
@@ -38,26 +38,31 @@ use rule train_bas as train_cam with:
     output:
         model="results/{experiment}/bas_seed/cam_model.pt",
         loss_log="results/{experiment}/bas_seed/cam_loss_log.jsonl",
-    params:
-        method="cam",
-        settings=as_json(seed_net_settings("cam")),
     log:
         "results/{experiment}/logs/train_cam.log",
     benchmark:
         "results/{experiment}/benchmarks/train_cam.tsv"
+    params:
+        method="cam",
+        settings=as_json(seed_net_settings("cam")),
 
 
 rule export_seeds:
     input:
         voc=voc_input,
         model="results/{experiment}/bas_seed/model.pt",
-        cam_model=(
-            ["results/{experiment}/bas_seed/cam_model.pt"] if config["seeds"]["fuse_cam"] else []
-        ),
+        cam_model=(["results/{experiment}/bas_seed/cam_model.pt"] if config["seeds"]["fuse_cam"] else []),
         labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
         eval_labels=f"results/{{experiment}}/data/labels/{config['data']['eval_split']}.json",
     output:
         directory("results/{experiment}/seeds/shard_{shard}"),
+    log:
+        "results/{experiment}/logs/export_seeds_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/export_seeds_{shard}.tsv"
+    threads: 1
+    resources:
+        gpu=inference_gpus(),
     params:
         root=voc_root,
         num_shards=config["seeds"]["shards"],
@@ -69,13 +74,6 @@ rule export_seeds:
         ),
         device=config["device"],
         optional=lambda wildcards, input: (f" --cam-model {input.cam_model}" if input.cam_model else ""),
-    threads: 1
-    resources:
-        gpu=inference_gpus(),
-    log:
-        "results/{experiment}/logs/export_seeds_{shard}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/export_seeds_{shard}.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m bas_seed.export"
         " --voc-root {params.root} --labels {input.labels} --eval-labels {input.eval_labels}"
@@ -108,13 +106,13 @@ rule eval_seeds:
         train_labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
     output:
         "results/{experiment}/metrics/seed_miou.json",
+    log:
+        "results/{experiment}/logs/eval_seeds.log",
     params:
         root=voc_root,
         split=config["data"]["eval_split"],
         class_names=CLASS_NAMES,
         settings=as_json({k: config["seeds"][k] for k in ("sweep", "eval_threshold")}),
-    log:
-        "results/{experiment}/logs/eval_seeds.log",
     shell:
         "{PY} -m bas_seed.evaluate --voc-root {params.root} --index {input.index} --labels {input.labels}"
         " --split {params.split} --class-names {params.class_names:q} --settings {params.settings:q}"

@@ -25,15 +25,9 @@ def check_dataset_root():
     if root is None:
         return
     p = Path(root)
-    missing = [
-        str(p / sub)
-        for sub in ("JPEGImages", "ImageSets/Segmentation")
-        if not (p / sub).is_dir()
-    ]
+    missing = [str(p / sub) for sub in ("JPEGImages", "ImageSets/Segmentation") if not (p / sub).is_dir()]
     if missing:
-        raise ValueError(
-            f"config key data.root: {root} is not a VOC2012 folder (missing {', '.join(missing)})"
-        )
+        raise ValueError(f"config key data.root: {root} is not a VOC2012 folder (missing {', '.join(missing)})")
 
 
 check_dataset_root()
@@ -47,7 +41,10 @@ TORCHVISION_V2_HASHES = ("11ad3fa6", "cd907fc2", "f82ba261")
 def check_local_files():
     """Every local file the config names must exist when the workflow loads (the error names the key), and a
     setting that would silently train on garbage is refused here, before any job starts."""
-    files = {"imagenet_weights": config["imagenet_weights"], "segment.init.checkpoint": config["segment"]["init"]["checkpoint"]}
+    files = {
+        "imagenet_weights": config["imagenet_weights"],
+        "segment.init.checkpoint": config["segment"]["init"]["checkpoint"],
+    }
     for key, path in files.items():
         if path is not None and not Path(path).is_file():
             raise ValueError(f"config key {key}: file not found: {path} (nothing is downloaded: put the file there)")

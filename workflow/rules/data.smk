@@ -4,12 +4,12 @@
 rule make_synthetic_voc:
     output:
         directory("results/{experiment}/data/VOC2012"),
+    log:
+        "results/{experiment}/logs/make_synthetic_voc.log",
+    threads: 2
     params:
         synthetic=as_json(config["data"]["synthetic"]),
         class_names=CLASS_NAMES,
-    threads: 2
-    log:
-        "results/{experiment}/logs/make_synthetic_voc.log",
     shell:
         "{PY} -m wsss_common.synthetic --out {output} --settings {params.synthetic:q}"
         " --class-names {params.class_names:q} --workers {threads} > {log} 2>&1"
@@ -20,11 +20,11 @@ rule image_labels:
         voc=voc_input,
     output:
         "results/{experiment}/data/labels/{split}.json",
+    log:
+        "results/{experiment}/logs/image_labels_{split}.log",
     params:
         root=voc_root,
         class_names=CLASS_NAMES,
-    log:
-        "results/{experiment}/logs/image_labels_{split}.log",
     shell:
         "{PY} -m wsss_common.labels --voc-root {params.root} --split {wildcards.split}"
         " --class-names {params.class_names:q} --out {output} > {log} 2>&1"

@@ -9,14 +9,14 @@ rule make_ir_labels:
         seeds="results/{experiment}/seeds/index.json",
     output:
         directory("results/{experiment}/ir_labels/shard_{shard}"),
-    params:
-        root=voc_root,
-        num_shards=config["irn"]["label_shards"],
-        settings=as_json({k: config["irn"][k] for k in ("fg_threshold", "bg_threshold", "crf")}),
     log:
         "results/{experiment}/logs/make_ir_labels_{shard}.log",
     benchmark:
         "results/{experiment}/benchmarks/make_ir_labels_{shard}.tsv"
+    params:
+        root=voc_root,
+        num_shards=config["irn"]["label_shards"],
+        settings=as_json({k: config["irn"][k] for k in ("fg_threshold", "bg_threshold", "crf")}),
     shell:
         "{PY} -m irn.make_ir_labels --voc-root {params.root} --seeds {input.seeds} --out-dir {output}"
         " --shard {wildcards.shard} --num-shards {params.num_shards} --settings {params.settings:q} > {log} 2>&1"
@@ -47,6 +47,13 @@ rule train_irn:
         weights=lambda wildcards: [] if config["irn"]["init_from_bas"] else imagenet_input(),
     output:
         "results/{experiment}/irn/model.pt",
+    log:
+        "results/{experiment}/logs/train_irn.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_irn.tsv"
+    threads: 2
+    resources:
+        gpu=gpus_for("irn"),
     params:
         root=voc_root,
         device=config["device"],
@@ -55,20 +62,27 @@ rule train_irn:
             {
                 k: config["irn"][k]
                 for k in (
-                    "backbone_depth", "init_from_bas", "freeze_backbone", "crop_size",
-                    "scale_range", "batch_size", "epochs", "max_train_images", "lr", "displacement_lr_mult",
-                    "weight_decay", "momentum", "reference_momentum_quirk", "poly_power", "train_radius", "seed",
-                    "num_workers", "amp",
+                    "backbone_depth",
+                    "init_from_bas",
+                    "freeze_backbone",
+                    "crop_size",
+                    "scale_range",
+                    "batch_size",
+                    "epochs",
+                    "max_train_images",
+                    "lr",
+                    "displacement_lr_mult",
+                    "weight_decay",
+                    "momentum",
+                    "reference_momentum_quirk",
+                    "poly_power",
+                    "train_radius",
+                    "seed",
+                    "num_workers",
+                    "amp",
                 )
             }
         ),
-    resources:
-        gpu=gpus_for("irn"),
-    threads: 2
-    log:
-        "results/{experiment}/logs/train_irn.log",
-    benchmark:
-        "results/{experiment}/benchmarks/train_irn.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
         " {PY} -m irn.train --voc-root {params.root} --ir-labels {input.ir_labels} --out {output}"
@@ -84,6 +98,13 @@ rule make_pseudo_masks:
         labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
     output:
         directory("results/{experiment}/pseudo_masks/shard_{shard}"),
+    log:
+        "results/{experiment}/logs/make_pseudo_masks_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/make_pseudo_masks_{shard}.tsv"
+    threads: 1
+    resources:
+        gpu=inference_gpus(),
     params:
         root=voc_root,
         device=config["device"],
@@ -92,18 +113,16 @@ rule make_pseudo_masks:
             {
                 k: config["irn"][k]
                 for k in (
-                    "infer_pad_size", "infer_flip", "seed_power", "sem_seg_bg_threshold", "rw_radius", "beta",
+                    "infer_pad_size",
+                    "infer_flip",
+                    "seed_power",
+                    "sem_seg_bg_threshold",
+                    "rw_radius",
+                    "beta",
                     "exp_times",
                 )
             }
         ),
-    threads: 1
-    resources:
-        gpu=inference_gpus(),
-    log:
-        "results/{experiment}/logs/make_pseudo_masks_{shard}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/make_pseudo_masks_{shard}.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m irn.make_pseudo_masks"
         " --voc-root {params.root} --seeds {input.seeds} --model {input.model}"
@@ -135,12 +154,12 @@ rule eval_masks:
     output:
         json="results/{experiment}/metrics/mask_miou.json",
         md="results/{experiment}/metrics/mask_miou.md",
+    log:
+        "results/{experiment}/logs/eval_masks.log",
     params:
         root=voc_root,
         split=config["data"]["eval_split"],
         class_names=CLASS_NAMES,
-    log:
-        "results/{experiment}/logs/eval_masks.log",
     shell:
         "{PY} -m wsss_common.evaluate --voc-root {params.root} --split {params.split} --index {input.index}"
         " --class-names {params.class_names:q} --train-labels {input.train_labels} --out {output.json} > {log} 2>&1"

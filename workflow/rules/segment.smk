@@ -11,6 +11,13 @@ rule train_segmenter:
         model="results/{experiment}/segment/model.pth",
         summary="results/{experiment}/segment/model.json",
         card="results/{experiment}/segment/model_card.json",
+    log:
+        "results/{experiment}/logs/train_segmenter.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_segmenter.tsv"
+    threads: 2
+    resources:
+        gpu=gpus_for("segment"),
     params:
         root=voc_root,
         class_names=CLASS_NAMES,
@@ -18,13 +25,6 @@ rule train_segmenter:
         settings=as_json({k: v for k, v in config["segment"].items() if k not in ("predict", "predict_shards", "gpus")}),
         work_dir=lambda wildcards: f"results/{wildcards.experiment}/segment/work",
         device=config["device"],
-    resources:
-        gpu=gpus_for("segment"),
-    threads: 2
-    log:
-        "results/{experiment}/logs/train_segmenter.log",
-    benchmark:
-        "results/{experiment}/benchmarks/train_segmenter.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
         " {PY} -m segment.train --voc-root {params.root} --pseudo-masks {input.pseudo_masks}"
@@ -38,19 +38,19 @@ rule predict_val:
         model="results/{experiment}/segment/model.pth",
     output:
         directory("results/{experiment}/val_predictions/shard_{shard}"),
+    log:
+        "results/{experiment}/logs/predict_val_{shard}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/predict_val_{shard}.tsv"
+    threads: 1
+    resources:
+        gpu=inference_gpus(),
     params:
         root=voc_root,
         split=config["data"]["val_split"],
         settings=as_json({"predict": config["segment"]["predict"]}),
         num_shards=config["segment"]["predict_shards"],
         device=config["device"],
-    threads: 1
-    resources:
-        gpu=inference_gpus(),
-    log:
-        "results/{experiment}/logs/predict_val_{shard}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/predict_val_{shard}.tsv"
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m segment.predict --model {input.model} --voc-root {params.root} --split {params.split}"
         " --settings {params.settings:q} --out-dir {output} --shard {wildcards.shard}"
@@ -81,15 +81,19 @@ rule eval_val:
         train_labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
     output:
         "results/{experiment}/metrics/val_miou.json",
+    log:
+        "results/{experiment}/logs/eval_val.log",
     params:
         root=voc_root,
         split=config["data"]["val_split"],
         class_names=CLASS_NAMES,
-        extra=as_json({"val_scales": config["segment"]["predict"]["scales"],
-                       "val_flip": config["segment"]["predict"]["flip"],
-                       "val_crf": config["segment"]["predict"]["crf"]["enabled"]}),
-    log:
-        "results/{experiment}/logs/eval_val.log",
+        extra=as_json(
+            {
+                "val_scales": config["segment"]["predict"]["scales"],
+                "val_flip": config["segment"]["predict"]["flip"],
+                "val_crf": config["segment"]["predict"]["crf"]["enabled"],
+            }
+        ),
     shell:
         "{PY} -m wsss_common.evaluate --voc-root {params.root} --split {params.split} --index {input.index}"
         " --class-names {params.class_names:q} --train-labels {input.train_labels} --out {output} --extra {params.extra:q}"
