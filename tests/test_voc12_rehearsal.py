@@ -1,6 +1,7 @@
 """The rehearsal of the paper's path: configs/voc12.yaml, unchanged except for configs/voc12_rehearsal.yaml (sizes
 only), run on CPU from the images to val_miou.json on a tiny generated VOC layout, with weight files written here
-in the real formats (torchvision ResNet-50, deeplab-pytorch caffe ResNet-101) holding random values.
+in the real formats (torchvision ResNet-50, deeplab-pytorch caffe ResNet-101) holding random values: exactly README's
+`python -m wsss_common.rehearsal_data --out DIR` then the rehearsal line with `--directory DIR`.
 
 It exercises every path only voc12 reaches: Bottleneck ResNet-50 BAS with the agnostic head from the ImageNet file,
 the CAM trained with IRN's recipe and fused into the seeds, 4-scale + flip export with the image-specific threshold
@@ -16,24 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from conftest import planned_rules
-from wsss_common.io import save_label_png
+from wsss_common.rehearsal_data import DEEPLAB_INIT, IMAGENET, VOC_ROOT
 from wsss_common.voc import VOC_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGENET = "pretrained/resnet50-19c8e357.pth"          # where configs/voc12.yaml looks (relative to the workdir)
-DEEPLAB_INIT = "pretrained/deeplabv2_resnet101_imagenet.pth"
 # Keys the rehearsal override may set: sizes, counts and the experiment folder, never a method setting.
 SIZE_KEYS = {"experiment", "epochs", "batch_size", "resize", "crop", "crop_size", "resize_long", "max_images",
              "max_train_images", "num_workers", "shards", "label_shards", "mask_shards", "predict_shards",
              "infer_pad_size", "iterations", "checkpoint_interval", "log_interval"}
-OBJECT_CLASSES = [1, 8, 12, 15]  # aeroplane, cat, dog, person
 
 
 def smk(workdir, *args, check=True):
@@ -54,106 +50,10 @@ def leaf_keys(d, prefix=()):
             yield prefix + (k,)
 
 
-# ---- the fixture: a tiny VOC2012 layout, as the real one is laid out ----------------------------------------------
-
-def write_tiny_voc(root: Path, seed: int = 0) -> dict:
-    """12 train_aug ids (the first 6 are `train`, with SegmentationClass masks; the other 6 have no mask at all, only
-    their XML, as most of the real train_aug) and 6 val ids with masks; JPEGs of 48-72 px with 1-2 textured objects
-    of four VOC classes on a noisy background; palette masks with a 255 band along object boundaries."""
-    rng = np.random.default_rng(seed)
-    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    colours = {c: rng.integers(40, 255, 3) for c in OBJECT_CLASSES}
-    train_aug = [f"2007_{i:06d}" for i in range(12)]
-    val = [f"2008_{i:06d}" for i in range(6)]
-    for n, image_id in enumerate(train_aug + val):
-        h, w = (int(v) for v in rng.integers(48, 73, 2))
-        image = rng.integers(0, 90, (h, w, 3)).astype(np.float32)
-        mask = np.zeros((h, w), np.uint8)
-        names = []
-        for _ in range(int(rng.integers(1, 3))):
-            c = int(rng.choice(OBJECT_CLASSES))
-            y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
-            y1, x1 = y0 + int(rng.integers(12, h // 2 + 1)), x0 + int(rng.integers(12, w // 2 + 1))
-            yy, xx = np.mgrid[0:h, 0:w]
-            inside = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
-            stripes = ((yy + xx) // 3 % 2)[..., None] * 40.0
-            image[inside] = (colours[c] + stripes)[inside]
-            band = inside & ~((yy > y0) & (yy < y1 - 1) & (xx > x0) & (xx < x1 - 1))
-            mask[inside] = c
-            mask[band] = 255
-            names.append(VOC_CLASSES[c])
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / "JPEGImages" / f"{image_id}.jpg",
-                                                                       quality=90)
-        objects = "".join(f"<object><name>{name}</name><difficult>0</difficult></object>" for name in names)
-        (root / "Annotations" / f"{image_id}.xml").write_text(
-            f"<annotation><filename>{image_id}.jpg</filename><size><width>{w}</width><height>{h}</height>"
-            f"<depth>3</depth></size>{objects}</annotation>")
-        if n < 6 or image_id in val:
-            save_label_png(root / "SegmentationClass" / f"{image_id}.png", mask)
-    sets = root / "ImageSets" / "Segmentation"
-    (sets / "train_aug.txt").write_text("\n".join(train_aug) + "\n")
-    (sets / "train.txt").write_text("\n".join(train_aug[:6]) + "\n")
-    (sets / "val.txt").write_text("\n".join(val) + "\n")
-    return {"train_aug": train_aug, "train": train_aug[:6], "val": val}
-
-
-def deeplab_pytorch_r101_state(num_classes: int = 21, seed: int = 0) -> dict:
-    """A state dict laid out as kazuto1011/deeplab-pytorch's DeepLabV2 ResNet-101 init (the converted caffemodel):
-    layer1.conv1.{conv,bn}, layer{2..5}.block{j}.{reduce,conv3x3,increase[,shortcut]}.{conv,bn} for [3, 4, 23, 3]
-    bottlenecks, aspp.c{0..3}; random He-scaled convs, BN with random affine and statistics (the last BN of each
-    residual branch scaled down, so the frozen-BN network's activations stay bounded, as a trained one's do)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def conv_bn(prefix, cin, cout, k, gamma=1.0):
-        state[f"{prefix}.conv.weight"] = torch.randn(cout, cin, k, k, generator=g) * (2.0 / (cin * k * k)) ** 0.5
-        state[f"{prefix}.bn.weight"] = gamma * (1 + 0.1 * torch.randn(cout, generator=g))
-        state[f"{prefix}.bn.bias"] = 0.1 * torch.randn(cout, generator=g)
-        state[f"{prefix}.bn.running_mean"] = 0.1 * torch.randn(cout, generator=g)
-        state[f"{prefix}.bn.running_var"] = 1 + torch.rand(cout, generator=g)
-
-    conv_bn("layer1.conv1", 3, 64, 7)
-    cin = 64
-    for stage, (blocks, cout) in enumerate(zip((3, 4, 23, 3), (256, 512, 1024, 2048)), start=2):
-        for j in range(1, blocks + 1):
-            p = f"layer{stage}.block{j}"
-            conv_bn(f"{p}.reduce", cin if j == 1 else cout, cout // 4, 1)
-            conv_bn(f"{p}.conv3x3", cout // 4, cout // 4, 3)
-            conv_bn(f"{p}.increase", cout // 4, cout, 1, gamma=0.1)  # small residual branches: 33 blocks stay bounded
-            if j == 1:
-                conv_bn(f"{p}.shortcut", cin, cout, 1)
-        cin = cout
-    for i in range(4):
-        state[f"aspp.c{i}.weight"] = 0.01 * torch.randn(num_classes, 2048, 3, 3, generator=g)
-        state[f"aspp.c{i}.bias"] = torch.zeros(num_classes)
-    return state
-
-
-def write_weights(workdir: Path) -> None:
-    """The two files voc12.yaml names, in their real formats. Random weights, conditioned as a trained network's are:
-    BN statistics calibrated on random images and the residual branches starting at zero (torchvision's
-    zero_init_residual). A plain fresh ResNet-50 under IRN's fixed-BN CAM recipe (lr 0.1 / 1.0) diverges to NaN in
-    three steps; ImageNet weights do not."""
-    import torchvision
-
-    (workdir / "pretrained").mkdir()
-    torch.manual_seed(123)
-    net = torchvision.models.resnet50(zero_init_residual=True)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None  # cumulative average over the calibration batches
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.randn(4, 3, 64, 64))
-    torch.save(net.state_dict(), workdir / IMAGENET)  # torchvision's own format
-    torch.save(deeplab_pytorch_r101_state(), workdir / DEEPLAB_INIT)
-
-
-def rehearsal_args(voc_root: Path, *extra):
+def rehearsal_args(*extra):
+    """README's rehearsal line (after `python -m wsss_common.rehearsal_data --out DIR`, run in DIR)."""
     return ("--cores", "2", "--configfile", str(ROOT / "configs" / "voc12.yaml"),
-            str(ROOT / "configs" / "voc12_rehearsal.yaml"), *extra, "--config", f"data={{root: {voc_root}}}")
+            str(ROOT / "configs" / "voc12_rehearsal.yaml"), *extra)
 
 
 # ---- the rehearsal ------------------------------------------------------------------------------------------------
@@ -171,16 +71,23 @@ def test_the_override_only_shrinks_sizes():
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
-    base = tmp_path_factory.mktemp("voc12_rehearsal")
-    voc = base / "VOCdevkit" / "VOC2012"
-    ids = write_tiny_voc(voc)
-    work = base / "work"
-    work.mkdir()
-    write_weights(work)
+    work = tmp_path_factory.mktemp("voc12_rehearsal") / "rehearsal"
+    made = subprocess.run([sys.executable, "-m", "wsss_common.rehearsal_data", "--out", str(work)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-3000:]
+    again = subprocess.run([sys.executable, "-m", "wsss_common.rehearsal_data", "--out", str(work)],
+                           capture_output=True, text=True)
+    assert again.returncode != 0 and "not overwriting" in again.stderr  # never replaces a real file
     started = time.time()
-    p = smk(work, "all", *rehearsal_args(voc))  # seeds, masks, voc_val_miou and the report
-    return {"work": work, "voc": voc, "ids": ids, "results": work / "results" / "voc12_rehearsal",
+    p = smk(work, "all", *rehearsal_args())  # seeds, masks, voc_val_miou and the report
+    return {"work": work, "voc": work / VOC_ROOT, "results": work / "results" / "voc12_rehearsal",
             "seconds": time.time() - started, "stdout": p.stdout + p.stderr}
+
+
+def test_the_stand_in_files_are_where_voc12_looks():
+    voc12 = yaml.safe_load((ROOT / "configs" / "voc12.yaml").read_text())
+    assert (voc12["data"]["root"], voc12["imagenet_weights"], voc12["segment"]["init"]["checkpoint"]) == (
+        VOC_ROOT, IMAGENET, DEEPLAB_INIT)
 
 
 def test_rehearsal_runs_the_paper_pipeline_to_val_miou(rehearsal):
@@ -235,14 +142,14 @@ def test_rehearsal_logs_show_the_voc12_paths(rehearsal):
 
 
 def test_a_replaced_weight_file_reruns_exactly_the_stages_that_read_it(rehearsal):
-    work, voc = rehearsal["work"], rehearsal["voc"]
-    assert planned_rules(smk(work, "all", "-n", *rehearsal_args(voc)).stdout) == set()
+    work = rehearsal["work"]
+    assert planned_rules(smk(work, "all", "-n", *rehearsal_args()).stdout) == set()
     later = time.time() + 5
     os.utime(work / DEEPLAB_INIT, (later, later))
-    rerun = planned_rules(smk(work, "all", "-n", *rehearsal_args(voc)).stdout)
+    rerun = planned_rules(smk(work, "all", "-n", *rehearsal_args()).stdout)
     assert rerun == {"train_segmenter", "predict_val", "merge_val_predictions", "eval_val", "report", "all"}
     os.utime(work / IMAGENET, (later, later))
-    rerun = planned_rules(smk(work, "all", "-n", *rehearsal_args(voc)).stdout)
+    rerun = planned_rules(smk(work, "all", "-n", *rehearsal_args()).stdout)
     assert {"train_bas", "train_cam", "train_irn", "export_seeds", "make_pseudo_masks"} <= rerun
     assert not rerun & {"image_labels"}
 
