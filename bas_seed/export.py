@@ -144,7 +144,7 @@ def seed_maps(model, image: np.ndarray, class_ids: list[int], settings: dict, de
     if fusion != "none":
         if keep_variants:
             variants["bas_class_specific"] = high_res[:-1]
-        renorm = bool(settings.get("foreground_renormalize", False))
+        renorm = bool(_require(settings, "foreground_renormalize"))
         cam = fuse_foreground(cam[:-1], cam[-1], fusion, renorm)
         high_res = fuse_foreground(high_res[:-1], high_res[-1], fusion, renorm)
     if cam_model is not None:

@@ -18,7 +18,8 @@ from wsss_common.shards import merge_shard_dirs, write_index
 from wsss_common.training import save_checkpoint
 from wsss_common.voc import load_image, load_label_cache, load_mask
 
-SETTINGS = {"scales": [1.0, 0.5, 1.5, 2.0], "foreground_fusion": "average", "fuse_cam": False, "shards": 2,
+SETTINGS = {"scales": [1.0, 0.5, 1.5, 2.0], "foreground_fusion": "average", "foreground_renormalize": False,
+            "fuse_cam": False, "shards": 2,
             "eval_threshold": 0.3, "sweep": {"start": 0.2, "stop": 0.44, "step": 0.04},
             "threshold_search": {"enabled": True, "start": 0.1, "stop": 0.9, "step": 0.1, "ac_weight": 1.0,
                                  "chunk": 0}}
