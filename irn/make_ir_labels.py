@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from irn.ir_labels import ir_label_from_seed, load_seed
+from irn.thresholds import with_thresholds
 from wsss_common.config import load_section
 from wsss_common.io import DataError, save_label_png
 from wsss_common.shards import load_index, shard_ids
@@ -38,9 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--settings", required=True, help="the config section irn, as JSON")
+    p.add_argument("--thresholds", help="resolved thresholds (python -m irn.thresholds), needed when one is auto")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
+    settings = with_thresholds(settings, ("fg_threshold", "bg_threshold"), a.thresholds)  # auto thresholds replaced by the resolved numbers
+    log.info("%s", ", ".join(f"{k} {settings[k]}" for k in ("fg_threshold", "bg_threshold")))
     seeds = load_index(a.seeds)
     ids = shard_ids(list(seeds), a.shard, a.num_shards)
     out_dir = Path(a.out_dir)

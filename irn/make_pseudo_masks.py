@@ -22,6 +22,7 @@ from irn.ir_labels import load_seed
 from irn.model import IRNet, boundary_map
 from irn.random_walk import random_walk, walk_to_label_indices
 from irn.train import load_model
+from irn.thresholds import with_thresholds
 from wsss_common.config import load_section
 from wsss_common.devices import select_device, set_threads
 from wsss_common.io import DataError, save_label_png
@@ -63,12 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--settings", required=True, help="the config section irn, as JSON")
+    p.add_argument("--thresholds", help="resolved thresholds (python -m irn.thresholds), needed when one is auto")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     set_threads(a.threads)
     settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
+    settings = with_thresholds(settings, ("sem_seg_bg_threshold",), a.thresholds)  # auto thresholds replaced by the resolved numbers
+    log.info("%s", ", ".join(f"{k} {settings[k]}" for k in ("sem_seg_bg_threshold",)))
     device = select_device(a.device)
     seeds = load_index(a.seeds)
     ids = shard_ids(list(load_label_cache(a.labels)), a.shard, a.num_shards)

@@ -9,6 +9,11 @@ MSC wrapper and a ``module.`` prefix from DataParallel are stripped):
     layer{2..5}.block{j}.{shortcut,proj}.{conv,bn}.*  -> backbone.layer{..}.{j-1}.downsample.{0,1}.*
     aspp.c{i}.* (or aspp.stages.c{i}.*)            -> decode_head.aspp.{i}.*
 Keys already in mmseg form (``backbone.*``, ``decode_head.*``) pass through unchanged.
+
+A ``bas_seed`` checkpoint (``segment.init.from_bas``, not the reference) has a torchvision-layout ResNet under
+``stem.0`` (conv1), ``stem.1`` (bn1) and ``layer1..4``, which is mmseg's ``ResNet`` layout with style ``pytorch``;
+its generator and classifier have no counterpart (``convert_bas_state_dict``). The file format is read here, the
+bas_seed package is not imported.
 """
 from __future__ import annotations
 
@@ -54,6 +59,31 @@ def convert_state_dict(state: dict) -> tuple[dict, list[str]]:
         else:
             out[new] = value
     return out, unmapped
+
+
+def convert_bas_state_dict(state: dict) -> tuple[dict, list[str]]:
+    """(mmseg backbone state dict, keys with no counterpart) of a ``bas_seed`` network's state dict."""
+    out, unmapped = {}, []
+    for key, value in state.items():
+        if key.startswith("stem.0."):
+            out["backbone.conv1." + key[len("stem.0."):]] = value
+        elif key.startswith("stem.1."):
+            out["backbone.bn1." + key[len("stem.1."):]] = value
+        elif key.split(".", 1)[0] in ("layer1", "layer2", "layer3", "layer4"):
+            out["backbone." + key] = value
+        else:
+            unmapped.append(key)
+    return out, unmapped
+
+
+def read_bas_state_dict(path: str | Path) -> dict:
+    """The network tensors of a ``bas_seed.train`` checkpoint (``model`` entry), loaded with ``weights_only``."""
+    path = Path(path)
+    obj = load_torch_file(path, "BAS checkpoint (segment.init.from_bas)")
+    state = obj.get("model") if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or "stem.0.weight" not in state:
+        raise DataError(f"{path} is not a bas_seed checkpoint (no model.stem.0.weight)")
+    return state
 
 
 def read_state_dict(path: str | Path) -> dict:

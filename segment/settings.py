@@ -63,7 +63,9 @@ def build_mmseg_config(settings: dict, *, voc_root: str | Path, index_file: str 
             step["scales"] = [float(s) for s in settings["train_scales"]]
         elif step["type"] == "DeepLabPadToCrop":
             step["crop_size"] = crop
-            step["img_pad"] = [float(v) for v in cfg.model.data_preprocessor.mean]  # 0 after mean subtraction
+            # 0 after mean subtraction; the pipeline's image is BGR, the preprocessor's mean is in its input order
+            mean = [float(v) for v in cfg.model.data_preprocessor.mean]
+            step["img_pad"] = mean[::-1] if cfg.model.data_preprocessor.get("bgr_to_rgb") else mean
         elif step["type"] == "RandomCrop":
             step["crop_size"] = crop
         pipeline.append(step)

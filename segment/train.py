@@ -29,8 +29,10 @@ FINAL_FORMAT = "wsss-segment-model/1"
 CARD_NAME = "model_card.json"
 
 
-def inputs_fingerprint(settings: dict, class_names: list[str], index_file: str | Path) -> dict:
-    """What a resumed run must share with the interrupted one: settings, classes and the pseudo masks' bytes."""
+def inputs_fingerprint(settings: dict, class_names: list[str], index_file: str | Path,
+                       bas_checkpoint: str | Path | None = None) -> dict:
+    """What a resumed run must share with the interrupted one: settings, classes, the pseudo masks' bytes and the
+    BAS checkpoint's bytes (``segment.init.from_bas``)."""
     from wsss_common.shards import load_index
 
     digest = hashlib.sha256()
@@ -40,7 +42,9 @@ def inputs_fingerprint(settings: dict, class_names: list[str], index_file: str |
             digest.update(Path(path).read_bytes())
         except FileNotFoundError:
             raise DataError(f"pseudo mask of {image_id} (listed in {index_file}) not found: {path}") from None
-    return {"settings": settings, "class_names": list(class_names), "pseudo_masks_sha256": digest.hexdigest()}
+    bas_sha = hashlib.sha256(Path(bas_checkpoint).read_bytes()).hexdigest() if bas_checkpoint else None
+    return {"settings": settings, "class_names": list(class_names), "pseudo_masks_sha256": digest.hexdigest(),
+            "bas_checkpoint_sha256": bas_sha}
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:
@@ -69,17 +73,29 @@ def allow_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals(get_torch_safe_globals() + extra)
 
 
-def prepare_init(cfg, settings: dict, work_dir: Path) -> dict:
+def prepare_init(cfg, settings: dict, work_dir: Path, bas_checkpoint: str | Path | None = None) -> dict:
     """Convert/check the configured initial weights against the model and save them in mmseg form for the runner's
     ``load_from``. Returns the init record that model.json carries."""
     import torch
     from mmseg.registry import MODELS
 
-    from .init_weights import convert_state_dict, match_init_state, read_state_dict
+    from .init_weights import (convert_bas_state_dict, convert_state_dict, match_init_state, read_bas_state_dict,
+                               read_state_dict)
 
     init = settings["init"]
-    record = {"name": init["name"], "checkpoint": init["checkpoint"], "load_head": init["load_head"]}
-    if init["checkpoint"] is None:
+    record = {"name": init["name"], "checkpoint": init["checkpoint"], "load_head": init["load_head"],
+              "from_bas": init["from_bas"]}
+    if init["from_bas"]:
+        if init["checkpoint"] is not None:
+            raise ValueError("config keys segment.init.from_bas and segment.init.checkpoint exclude each other: "
+                             "the backbone starts from the BAS network or from the checkpoint, not both")
+        if not bas_checkpoint:
+            raise ValueError("config key segment.init.from_bas is true but no BAS checkpoint was given "
+                             "(segment.train --bas-checkpoint)")
+        path = Path(bas_checkpoint)
+        converted, unmapped = convert_bas_state_dict(read_bas_state_dict(path))
+        record["checkpoint"] = str(path)
+    elif init["checkpoint"] is None:
         backbone = cfg.model.backbone
         if backbone.get("norm_eval") or not backbone.get("norm_cfg", {}).get("requires_grad", True):
             raise ValueError(f"config key segment.init.checkpoint is null (from scratch) but "
@@ -90,8 +106,9 @@ def prepare_init(cfg, settings: dict, work_dir: Path) -> dict:
                              "null (training from scratch); name it 'scratch' or give the checkpoint")
         record["source"] = "random init (mmseg init_cfg), no pretrained weights"
         return record
-    path = Path(init["checkpoint"])
-    converted, unmapped = convert_state_dict(read_state_dict(path))
+    else:
+        path = Path(init["checkpoint"])
+        converted, unmapped = convert_state_dict(read_state_dict(path))
     model_state = MODELS.build(cfg.model).state_dict()
     selected, report = match_init_state(model_state, converted, load_head=init["load_head"], source=str(path))
     record.update(report, unmapped_keys=unmapped[:20], sha256=hashlib.sha256(path.read_bytes()).hexdigest())
@@ -109,6 +126,10 @@ def export_final(runner, cfg, out: Path, summary: dict) -> None:
 
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if broken:  # a diverged run would otherwise predict one class everywhere and report a val mIoU for it
+        raise DataError(f"segment training diverged: {len(broken)} weight tensors are not finite (e.g. {broken[:3]}); "
+                        "lower segment.lr (the run's log is in the rule's log file)")
     meta = {"format": FINAL_FORMAT, "config": cfg.pretty_text, "iter": int(runner.iter),
             "init": json.dumps(summary["init"])}
     with atomic_path(out) as tmp:
@@ -129,7 +150,8 @@ def model_card(summary: dict) -> dict:
 
 
 def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings: dict, work_dir: str | Path,
-          out: str | Path, resume: bool = False, extra_hooks: list[dict] | None = None) -> dict:
+          out: str | Path, resume: bool = False, extra_hooks: list[dict] | None = None,
+          bas_checkpoint: str | Path | None = None) -> dict:
     """Run (or resume) the training and export the final model; returns the summary written to model.json."""
     from mmengine.runner import Runner
     from mmseg.utils import register_all_modules
@@ -145,7 +167,7 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
                              work_dir=work_dir)
     if extra_hooks:
         cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + list(extra_hooks)
-    fingerprint = inputs_fingerprint(settings, class_names, pseudo_masks)
+    fingerprint = inputs_fingerprint(settings, class_names, pseudo_masks, bas_checkpoint)
     fp_path = work_dir / FINGERPRINT_FILE
     checkpoint = latest_checkpoint(work_dir)
     resuming = False
@@ -158,7 +180,7 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
             why = "settings or pseudo masks changed" if resume else "--resume not given"
             print(f"starting afresh ({why}); removing the checkpoints in {work_dir}", file=sys.stderr)
             clear_checkpoints(work_dir)
-    init_record = prepare_init(cfg, settings, work_dir)
+    init_record = prepare_init(cfg, settings, work_dir, bas_checkpoint)
     write_json_atomic(fp_path, fingerprint)
     if resuming:
         allow_checkpoint_globals()
@@ -186,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settings", default="{}", help="JSON object: the config section `segment`")
     p.add_argument("--work-dir", required=True, help="mmengine work dir (checkpoints, logs)")
     p.add_argument("--out", required=True, help="final weights (model.pth); a summary goes to <out>.json")
+    p.add_argument("--bas-checkpoint", help="bas_seed model.pt whose ResNet starts the backbone (segment.init.from_bas)")
     p.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoint")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -205,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {select_device(args.device)}", file=sys.stderr)
     set_threads(args.threads)
     summary = train(voc_root=args.voc_root, pseudo_masks=args.pseudo_masks, class_names=class_names,
-                    settings=settings, work_dir=args.work_dir, out=args.out, resume=args.resume)
+                    settings=settings, work_dir=args.work_dir, out=args.out, resume=args.resume,
+                    bas_checkpoint=args.bas_checkpoint)
     print(json.dumps({k: summary[k] for k in ("init", "runner_iterations", "train_seconds_this_run")}),
           file=sys.stderr)
 

@@ -237,3 +237,71 @@ def test_load_settings_is_the_projects_section_loader():
     assert filled == load_section("segment", {"crop_size": 65})
     assert filled["crop_size"] == 65 and filled["iterations"] == 20000 and filled["predict"]["crf"]["enabled"]
     assert filled["train_scales"] == [0.5, 0.75, 1.0, 1.25, 1.5]
+
+
+def _bas_checkpoint(path, depth=18, seed=0):
+    """A bas_seed-format checkpoint of a random BAS network (stem.0/stem.1/layer1..4 plus its heads)."""
+    from bas_seed.model import BASNet, model_config_of
+
+    torch.manual_seed(seed)
+    net = BASNet(num_fg=2, depth=depth)
+    for m in net.modules():  # BN statistics other than the init values, so that a skipped buffer shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save({"format": "bas-seed-checkpoint", "model": net.state_dict(),
+                "model_config": model_config_of(net, depth)}, path)
+    return net
+
+
+def test_bas_state_dict_keys_map_to_the_mmseg_backbone():
+    from segment.init_weights import convert_bas_state_dict
+
+    state = {"stem.0.weight": 1, "stem.1.running_var": 2, "layer3.1.conv2.weight": 3,
+             "layer2.0.downsample.1.bias": 4, "generator.weight": 5, "classifier.weight": 6}
+    converted, unmapped = convert_bas_state_dict(state)
+    assert converted == {"backbone.conv1.weight": 1, "backbone.bn1.running_var": 2,
+                         "backbone.layer3.1.conv2.weight": 3, "backbone.layer2.0.downsample.1.bias": 4}
+    assert unmapped == ["generator.weight", "classifier.weight"]
+
+
+def test_bas_init_config_pads_with_the_mean_in_the_pipelines_bgr_order():
+    from segment.settings import build_mmseg_config
+
+    settings = load_settings(dict(TINY, model_config="configs/segment/deeplabv2_bas_init.py",
+                                  backbone_base_channels=64))
+    cfg = build_mmseg_config(settings, voc_root="v", index_file="i.json", class_names=["bg", "a", "b"], work_dir="w")
+    assert cfg.model.data_preprocessor.bgr_to_rgb and list(cfg.model.data_preprocessor.mean) == [123.675, 116.28,
+                                                                                                  103.53]
+    pad = next(s for s in cfg.train_pipeline if s["type"] == "DeepLabPadToCrop")["img_pad"]
+    assert pad == [103.53, 116.28, 123.675]  # the BGR image is padded with the colour that becomes 0
+
+
+def test_init_from_bas_loads_every_backbone_tensor_through_the_runner(tiny_voc, pseudo_index, tmp_path):
+    net = _bas_checkpoint(tmp_path / "bas.pt")
+    settings = dict(TINY, model_config="configs/segment/deeplabv2_bas_init.py", backbone_base_channels=64,
+                    iterations=1, accumulation_steps=1, lr=1e-12, init={"from_bas": True, "name": "bas-network"})
+    summary = _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings,
+                   bas_checkpoint=tmp_path / "bas.pt")
+    assert summary["init"]["from_bas"] and summary["init"]["checkpoint"] == str(tmp_path / "bas.pt")
+    assert summary["init"]["backbone_tensors"] == len([k for k in net.state_dict() if k.startswith(("stem", "layer"))])
+    trained = torch.load(tmp_path / "model.pth", weights_only=True)["state_dict"]
+    # lr ~0 and frozen BN: after one update the backbone is still the BAS network's, tensor by tensor
+    assert torch.allclose(trained["backbone.conv1.weight"], net.stem[0].weight, atol=1e-9)
+    assert torch.equal(trained["backbone.bn1.running_var"], net.stem[1].running_var)
+    assert torch.allclose(trained["backbone.layer4.1.conv2.weight"], net.layer4[1].conv2.weight, atol=1e-9)
+    assert torch.equal(trained["backbone.layer2.0.downsample.1.running_mean"],
+                       net.layer2[0].downsample[1].running_mean)
+    with pytest.raises(ValueError, match="--bas-checkpoint"):
+        _run(tiny_voc, pseudo_index, tmp_path / "wd2", tmp_path / "m2.pth", settings=settings)
+    both = dict(settings, init={"from_bas": True, "checkpoint": str(tmp_path / "bas.pt"), "name": "x"})
+    with pytest.raises(ValueError, match="exclude each other"):
+        _run(tiny_voc, pseudo_index, tmp_path / "wd3", tmp_path / "m3.pth", settings=both,
+             bas_checkpoint=tmp_path / "bas.pt")
+
+
+def test_a_diverged_run_fails_instead_of_exporting_nan_weights(tiny_voc, pseudo_index, tmp_path):
+    settings = dict(TINY, iterations=2, accumulation_steps=1, lr=1e36)  # updates at lr 1e36 overflow to inf/NaN
+    with pytest.raises(DataError, match="diverged.*segment.lr"):
+        _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
+    assert not (tmp_path / "model.pth").exists()

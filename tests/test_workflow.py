@@ -40,8 +40,22 @@ def test_dry_run_of_every_target(workdir, target):
 
 @pytest.mark.parametrize("config", ["demo.yaml"])
 def test_dry_run_of_shipped_configs(workdir, config):
-    out = smk(workdir, "-n", "--cores", "2", "--configfile", f"configs/{config}").stdout
+    out = smk(workdir, "-n", "-p", "--cores", "2", "--configfile", f"configs/{config}").stdout
     assert "This was a dry-run" in out
+    # the demo's segmenter starts from the BAS network: its checkpoint is an input and reaches the CLI
+    train = out[out.index("rule train_segmenter:"):]
+    assert "results/demo/bas_seed/model.pt" in train.split("output:")[0]
+    assert "segment.train --bas-checkpoint results/demo/bas_seed/model.pt" in train
+
+
+def test_segmenter_from_bas_needs_the_bas_depth(workdir):
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "configs" / "demo.yaml").read_text())
+    cfg["segment"]["backbone_depth"] = 50
+    (workdir / "configs" / "deep.yaml").write_text(yaml.safe_dump(cfg))
+    p = smk(workdir, "-n", "--configfile", "configs/deep.yaml", check=False)
+    assert p.returncode != 0 and "segment.init.from_bas is true but segment.backbone_depth (50)" in p.stdout + p.stderr
 
 
 def test_config_errors_fail_before_any_job(workdir):
@@ -57,7 +71,7 @@ def test_config_errors_fail_before_any_job(workdir):
 
 STAGE_RULES = {
     "seeds": {"train_bas", "export_seeds", "merge_seeds", "eval_seeds"},
-    "irn": {"make_ir_labels", "merge_ir_labels", "train_irn", "make_pseudo_masks", "merge_pseudo_masks", "eval_masks"},
+    "irn": {"irn_thresholds", "make_ir_labels", "merge_ir_labels", "train_irn", "make_pseudo_masks", "merge_pseudo_masks", "eval_masks"},
     "segment": {"train_segmenter", "predict_val", "merge_val_predictions", "eval_val"},
 }
 
@@ -145,6 +159,60 @@ def test_seed_training_change_reruns_everything_after_the_data(finished_run):
     assert "make_synthetic_voc" not in rules and "image_labels" not in rules
 
 
+def test_auto_thresholds_come_from_the_seeds_image_specific_thresholds(finished_run):
+    import numpy as np
+
+    results = finished_run / "results" / "test"
+    crf = json.loads((results / "irn" / "thresholds_ir_labels.json").read_text())
+    walk = json.loads((results / "irn" / "thresholds_walk.json").read_text())
+    seeds = json.loads((results / "seeds" / "index.json").read_text())["items"]
+    searched = [float(np.load(finished_run / p)["threshold"]) for p in seeds.values()]
+    median = float(np.median([t for t in searched if np.isfinite(t)]))
+    assert crf["auto"] == ["fg_threshold", "bg_threshold"] and crf["n_images"] == len(seeds)
+    assert crf["fg_threshold"] == pytest.approx(median, abs=1e-6)                # 0.30 x median / 0.30
+    assert crf["bg_threshold"] == pytest.approx(0.17 * median / 0.30, abs=1e-6)
+    assert walk["auto"] == [] and walk["sem_seg_bg_threshold"] == 0.22
+    log = (results / "logs" / "make_ir_labels_0.log").read_text()
+    assert f"fg_threshold {crf['fg_threshold']}" in log  # the CRF step used the resolved value
+
+
+def test_walk_threshold_change_reruns_the_masks_but_not_the_ir_labels(finished_run):
+    rules = _dry_run_with(finished_run, lambda c: c["irn"].update(sem_seg_bg_threshold="auto"))
+    assert {"irn_thresholds", "make_pseudo_masks", "eval_masks", "train_segmenter"} <= rules
+    assert not rules & {"make_ir_labels", "train_irn", "export_seeds"}
+    rules = _dry_run_with(finished_run, lambda c: c["irn"]["auto_reference"].update(bg_threshold=0.1))
+    assert {"irn_thresholds", "make_ir_labels", "train_irn", "make_pseudo_masks"} <= rules
+
+
+def test_auto_thresholds_without_the_search_are_refused_at_load(workdir):
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "configs" / "test.yaml").read_text())
+    cfg["seeds"]["threshold_search"]["enabled"] = False
+    (workdir / "configs" / "nosearch.yaml").write_text(yaml.safe_dump(cfg))
+    p = smk(workdir, "-n", "--configfile", "configs/nosearch.yaml", check=False)
+    assert p.returncode != 0 and "irn.fg_threshold, irn.bg_threshold are auto" in p.stderr + p.stdout
+    assert "seeds.threshold_search.enabled" in p.stderr + p.stdout
+
+
 def test_sweep_change_only_re_evaluates_seeds(finished_run):
     rules = _dry_run_with(finished_run, lambda c: c["seeds"]["sweep"].update(step=0.02))
     assert rules == {"eval_seeds", "report", "all"}
+
+
+def test_remade_masks_rerun_their_readers_in_a_later_invocation(finished_run, tmp_path):
+    """Snakemake skips a job whose small inputs keep their recorded checksum: the pseudo-mask index must change
+    when the masks do, or a later `snakemake all` would keep a segmenter trained on the old masks."""
+    import yaml
+
+    wd = tmp_path / "copy"
+    shutil.copytree(finished_run, wd, symlinks=True)
+    cfg = yaml.safe_load((wd / "configs" / "test.yaml").read_text())
+    cfg["irn"]["beta"] = 3  # other walk, other masks
+    (wd / "configs" / "walk.yaml").write_text(yaml.safe_dump(cfg))
+    before = json.loads((wd / "results" / "test" / "pseudo_masks" / "index.json").read_text())
+    smk(wd, "results/test/pseudo_masks/index.json", "--cores", "2", "--configfile", "configs/walk.yaml")
+    after = json.loads((wd / "results" / "test" / "pseudo_masks" / "index.json").read_text())
+    assert after["items"] == before["items"] and after["content_sha256"] != before["content_sha256"]
+    rules = planned_rules(smk(wd, "all", "-n", "--cores", "2", "--configfile", "configs/walk.yaml").stdout)
+    assert {"eval_masks", "train_segmenter", "eval_val"} <= rules and "make_pseudo_masks" not in rules

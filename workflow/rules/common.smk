@@ -11,6 +11,8 @@ from wsss_common.config import validate_config
 validate_config(config, Path(workflow.basedir) / "schemas")
 
 EXP = config["experiment"]
+# the thresholds of each IRN step, resolved by the irn_thresholds rule (numbers, or auto: irn/thresholds.py)
+IRN_THRESHOLDS_OF = {"ir_labels": ("fg_threshold", "bg_threshold"), "walk": ("sem_seg_bg_threshold",)}
 PY = sys.executable  # the interpreter running Snakemake (the project's environment)
 
 
@@ -68,12 +70,28 @@ def check_local_files():
             f"but both start from the one file imagenet_weights ({weights})"
         )
     check_segmenter_init()
+    auto = [f"irn.{k}" for keys in IRN_THRESHOLDS_OF.values() for k in keys if config["irn"][k] == "auto"]
+    if auto and not config["seeds"]["threshold_search"]["enabled"]:
+        raise ValueError(
+            f"config keys {', '.join(auto)} are auto, which needs the image-specific thresholds of the seeds: "
+            "set seeds.threshold_search.enabled: true (or give numbers)"
+        )
 
 
 def check_segmenter_init():
     """A frozen-BN segmenter (the reference's) from scratch never learns: refuse segment.init.checkpoint null then."""
     seg = config["segment"]
-    if seg["init"]["checkpoint"] is not None:
+    if seg["init"]["from_bas"] and seg["init"]["checkpoint"] is not None:
+        raise ValueError(
+            "config keys segment.init.from_bas and segment.init.checkpoint exclude each other: the backbone starts "
+            "from the BAS network or from the checkpoint, not both"
+        )
+    if seg["init"]["from_bas"] and seg["backbone_depth"] != config["bas"]["depth"]:
+        raise ValueError(
+            f"config key segment.init.from_bas is true but segment.backbone_depth ({seg['backbone_depth']}) is not "
+            f"bas.depth ({config['bas']['depth']})"
+        )
+    if seg["init"]["checkpoint"] is not None or seg["init"]["from_bas"]:
         return
     from mmengine.config import Config
 

@@ -3,10 +3,32 @@
 # e.g. the random-walk settings reruns the masks but not the training.
 
 
+rule irn_thresholds:
+    # numbers, or `auto` resolved from the seeds' image-specific thresholds (irn/thresholds.py); one file for the
+    # CRF pair (step=ir_labels) and one for the walk (step=walk), so each reruns only its own step
+    input:
+        seeds="results/{experiment}/seeds/index.json",
+    output:
+        "results/{experiment}/irn/thresholds_{step}.json",
+    log:
+        "results/{experiment}/logs/irn_thresholds_{step}.log",
+    wildcard_constraints:
+        step="ir_labels|walk",
+    params:
+        names=lambda wildcards: ",".join(IRN_THRESHOLDS_OF[wildcards.step]),
+        settings=lambda wildcards: as_json(
+            {k: config["irn"][k] for k in IRN_THRESHOLDS_OF[wildcards.step] + ("auto_reference",)}
+        ),
+    shell:
+        "{PY} -m irn.thresholds --seeds {input.seeds} --settings {params.settings:q} --keys {params.names}"
+        " --out {output} > {log} 2>&1"
+
+
 rule make_ir_labels:
     input:
         voc=voc_input,
         seeds="results/{experiment}/seeds/index.json",
+        thresholds="results/{experiment}/irn/thresholds_ir_labels.json",
     output:
         directory("results/{experiment}/ir_labels/shard_{shard}"),
     log:
@@ -16,9 +38,11 @@ rule make_ir_labels:
     params:
         root=voc_root,
         num_shards=config["irn"]["label_shards"],
-        settings=as_json({k: config["irn"][k] for k in ("fg_threshold", "bg_threshold", "crf")}),
+        # the thresholds come resolved in {input.thresholds} (whose rule has them as params)
+        settings=as_json({"crf": config["irn"]["crf"]}),
     shell:
         "{PY} -m irn.make_ir_labels --voc-root {params.root} --seeds {input.seeds} --out-dir {output}"
+        " --thresholds {input.thresholds}"
         " --shard {wildcards.shard} --num-shards {params.num_shards} --settings {params.settings:q} > {log} 2>&1"
 
 
@@ -96,6 +120,7 @@ rule make_pseudo_masks:
         seeds="results/{experiment}/seeds/index.json",
         model="results/{experiment}/irn/model.pt",
         labels=f"results/{{experiment}}/data/labels/{config['data']['train_split']}.json",
+        thresholds="results/{experiment}/irn/thresholds_walk.json",
     output:
         directory("results/{experiment}/pseudo_masks/shard_{shard}"),
     log:
@@ -116,7 +141,6 @@ rule make_pseudo_masks:
                     "infer_pad_size",
                     "infer_flip",
                     "seed_power",
-                    "sem_seg_bg_threshold",
                     "rw_radius",
                     "beta",
                     "exp_times",
@@ -127,6 +151,7 @@ rule make_pseudo_masks:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} -- {PY} -m irn.make_pseudo_masks"
         " --voc-root {params.root} --seeds {input.seeds} --model {input.model}"
         " --labels {input.labels} --out-dir {output} --shard {wildcards.shard} --num-shards {params.num_shards}"
+        " --thresholds {input.thresholds}"
         " --settings {params.settings:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 

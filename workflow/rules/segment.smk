@@ -7,6 +7,8 @@ rule train_segmenter:
         pseudo_masks="results/{experiment}/pseudo_masks/index.json",
         # the init file as an input: replacing it retrains the segmenter (and only what follows)
         init=[config["segment"]["init"]["checkpoint"]] if config["segment"]["init"]["checkpoint"] else [],
+        # segment.init.from_bas: the backbone starts from the BAS network's ResNet
+        bas=["results/{experiment}/bas_seed/model.pt"] if config["segment"]["init"]["from_bas"] else [],
     output:
         model="results/{experiment}/segment/model.pth",
         summary="results/{experiment}/segment/model.json",
@@ -25,9 +27,10 @@ rule train_segmenter:
         settings=as_json({k: v for k, v in config["segment"].items() if k not in ("predict", "predict_shards", "gpus")}),
         work_dir=lambda wildcards: f"results/{wildcards.experiment}/segment/work",
         device=config["device"],
+        bas=lambda wildcards, input: f"--bas-checkpoint {input.bas}" if input.bas else "",
     shell:
         "{PY} -m wsss_common.gpu_slot --gpus {resources.gpu} --"
-        " {PY} -m segment.train --voc-root {params.root} --pseudo-masks {input.pseudo_masks}"
+        " {PY} -m segment.train {params.bas} --voc-root {params.root} --pseudo-masks {input.pseudo_masks}"
         " --class-names {params.class_names:q} --settings {params.settings:q} --work-dir {params.work_dir}"
         " --out {output.model} --resume --device {params.device} --threads {threads} > {log} 2>&1"
 
