@@ -33,11 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_block import replace_block  # noqa: E402
 from wsss_common.config import validate_config  # noqa: E402
 from wsss_common.io import read_json  # noqa: E402
 
-SECTION_START = "<!-- bench_seeds:start -->"
-SECTION_END = "<!-- bench_seeds:end -->"
 
 
 def run(cmd: list[str], log: Path, cwd: Path) -> float:
@@ -59,18 +58,6 @@ def load_config(path: Path) -> dict:
     with open(path) as f:
         config = yaml.safe_load(f)
     return validate_config(config, ROOT / "workflow" / "schemas")
-
-
-def update_results(path: Path, body: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (between its markers), appending it when absent."""
-    text = path.read_text() if path.is_file() else "# Benchmark results\n"
-    block = f"{SECTION_START}\n{body.rstrip()}\n{SECTION_END}"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        text = head + block + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def fmt(v) -> str:
@@ -187,7 +174,7 @@ def main() -> None:
               "average fusion 58.3, replace 57.9 (Table 13); image-specific 57.8 vs global 57.7 for BAS, 49.5 vs "
               "48.8 for CAM (Table 15). Search cost goal: export+search <= 1.5x export.", "",
               "Wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())]
-    update_results(Path(a.results), "\n".join(lines))
+    replace_block(Path(a.results), "\n".join(lines), "bench_seeds")
     (work / bench / "summary.json").write_text(json.dumps({"rows": rows, "times": times}, indent=2))
     print("\n".join(lines))
 

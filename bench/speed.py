@@ -58,6 +58,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results_block import replace_block  # noqa: E402
 
 PRESETS = {"demo": "configs/demo.yaml", "voc": "configs/voc12.yaml"}
 STAGES = ("bas_train", "seed_export", "ir_labels", "irn_train", "random_walk", "deeplab_train", "deeplab_predict")
@@ -676,20 +677,6 @@ def render(header: dict, rows: list[dict]) -> str:
     stages = dict.fromkeys(r["stage"] for r in rows)
     legend = [f"- {TITLES[s]}: {LEGEND[s]}" for s in stages if s in LEGEND]
     return "\n".join(lines + ([""] + legend if legend else [])) + "\n"
-
-
-def replace_block(path: Path, body: str, marker: str = "speed") -> None:
-    """Put ``body`` between the ``<!-- marker:start -->`` / ``end`` lines of ``path`` (replacing what is there),
-    appending the block when absent; the rest of the file is left alone."""
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def parse_args(argv=None):

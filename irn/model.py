@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss_common.resnet import build_resnet, layer_channels
+from wsss_common.resnet import build_resnet, layer_channels, torchvision_state_from_bas
 
 
 def _branch(in_ch: int, out_ch: int, groups: int, upsample: int = 1) -> nn.Sequential:
@@ -91,14 +91,7 @@ class IRNet(nn.Module):
 def backbone_state_from_bas(bas_state: dict[str, torch.Tensor], source: str = "BAS checkpoint") -> dict:
     """The ResNet part of a ``bas_seed`` network's state dict (``stem.0`` = conv1, ``stem.1`` = bn1, ``layer1..4``)
     renamed to torchvision names; the BAS heads (generator, classifier) are dropped."""
-    renamed = {}
-    for key, value in bas_state.items():
-        if key.startswith("stem.0."):
-            renamed["conv1." + key[len("stem.0."):]] = value
-        elif key.startswith("stem.1."):
-            renamed["bn1." + key[len("stem.1."):]] = value
-        elif key.split(".", 1)[0] in ("layer1", "layer2", "layer3", "layer4"):
-            renamed[key] = value
+    renamed, _ = torchvision_state_from_bas(bas_state)
     if "conv1.weight" not in renamed or not any(k.startswith("layer4.") for k in renamed):
         raise ValueError(f"{source} has no stem.0/layer1..4 weights of a BAS ResNet")
     return renamed

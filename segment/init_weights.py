@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from wsss_common.io import DataError, load_torch_file
+from wsss_common.resnet import torchvision_state_from_bas
 
 _BLOCK = re.compile(r"^layer([2-5])\.block(\d+)\.(reduce|conv3x3|increase|shortcut|proj)\.(conv|bn)\.(.+)$")
 _STEM = re.compile(r"^layer1\.conv1\.(conv|bn)\.(.+)$")
@@ -63,17 +64,8 @@ def convert_state_dict(state: dict) -> tuple[dict, list[str]]:
 
 def convert_bas_state_dict(state: dict) -> tuple[dict, list[str]]:
     """(mmseg backbone state dict, keys with no counterpart) of a ``bas_seed`` network's state dict."""
-    out, unmapped = {}, []
-    for key, value in state.items():
-        if key.startswith("stem.0."):
-            out["backbone.conv1." + key[len("stem.0."):]] = value
-        elif key.startswith("stem.1."):
-            out["backbone.bn1." + key[len("stem.1."):]] = value
-        elif key.split(".", 1)[0] in ("layer1", "layer2", "layer3", "layer4"):
-            out["backbone." + key] = value
-        else:
-            unmapped.append(key)
-    return out, unmapped
+    renamed, unmapped = torchvision_state_from_bas(state)
+    return {"backbone." + k: v for k, v in renamed.items()}, unmapped
 
 
 def read_bas_state_dict(path: str | Path) -> dict:

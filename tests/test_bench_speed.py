@@ -137,14 +137,14 @@ def test_reference_bas_formulation_gives_our_loss_and_gradients(background_bn):
 def test_write_results_replaces_only_its_block(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmarks\n\nkept text\n")
-    speed.replace_block(results, "first table")
-    speed.replace_block(results, "second table")
+    speed.replace_block(results, "first table", "speed")
+    speed.replace_block(results, "second table", "speed")
     text = results.read_text()
     assert text.count("<!-- speed:start -->") == 1 and text.count("<!-- speed:end -->") == 1
     assert "second table" in text and "first table" not in text
     assert text.startswith("# Benchmarks\n\nkept text\n")
     results.write_text(text + "\ntrailing text\n")
-    speed.replace_block(results, "third")
+    speed.replace_block(results, "third", "speed")
     assert results.read_text().endswith("trailing text\n") and "second table" not in results.read_text()
     speed.replace_block(results, "gpu table", marker="speed-gpu")  # a second block beside the first
     text = results.read_text()

@@ -59,3 +59,19 @@ def layer_channels(net) -> list[int]:
         last = layer[-1]
         out.append((last.bn3 if hasattr(last, "bn3") else last.bn2).num_features)
     return out
+
+
+def torchvision_state_from_bas(bas_state: dict) -> tuple[dict, list[str]]:
+    """The ResNet part of a ``bas_seed`` network's state dict (``stem.0`` = conv1, ``stem.1`` = bn1, ``layer1..4``)
+    under torchvision's names, and the keys left out (the BAS heads: generator, classifier, agnostic)."""
+    renamed, rest = {}, []
+    for key, value in bas_state.items():
+        if key.startswith("stem.0."):
+            renamed["conv1." + key[len("stem.0."):]] = value
+        elif key.startswith("stem.1."):
+            renamed["bn1." + key[len("stem.1."):]] = value
+        elif key.split(".", 1)[0] in ("layer1", "layer2", "layer3", "layer4"):
+            renamed[key] = value
+        else:
+            rest.append(key)
+    return renamed, rest
