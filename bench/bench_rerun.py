@@ -69,7 +69,8 @@ def main() -> None:
     for stage, key, value in CHANGES:
         set_key(config, key, value)
         seconds, rules = run(work, config, a.cores, target)
-        rows.append(f"| {stage}: `{key}: {value}` | {', '.join(rules)} | {seconds:.0f} | {100 * seconds / full:.0f} % |")
+        share = 100 * seconds / full
+        rows.append(f"| {stage}: `{key}: {value}` | {', '.join(rules)} | {seconds:.0f} | {share:.0f} % |")
         print(rows[-1], flush=True)
     print("\n| change | rules rerun | wall s | of the full run |\n|---|---|---|---|\n" + "\n".join(rows))
 

@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
-    settings = with_thresholds(settings, ("fg_threshold", "bg_threshold"), a.thresholds)  # auto thresholds replaced by the resolved numbers
-    log.info("%s", ", ".join(f"{k} {settings[k]}" for k in ("fg_threshold", "bg_threshold")))
+    thresholds = ("fg_threshold", "bg_threshold")
+    settings = with_thresholds(settings, thresholds, a.thresholds)  # auto replaced by the resolved numbers
+    log.info("%s", ", ".join(f"{k} {settings[k]}" for k in thresholds))
     seeds = load_index(a.seeds)
     ids = shard_ids(list(seeds), a.shard, a.num_shards)
     out_dir = Path(a.out_dir)

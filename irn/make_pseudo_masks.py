@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     set_threads(a.threads)
     settings = load_section("irn", a.settings)  # validated against irn.schema.yaml, every default filled
-    settings = with_thresholds(settings, ("sem_seg_bg_threshold",), a.thresholds)  # auto thresholds replaced by the resolved numbers
-    log.info("%s", ", ".join(f"{k} {settings[k]}" for k in ("sem_seg_bg_threshold",)))
+    thresholds = ("sem_seg_bg_threshold",)
+    settings = with_thresholds(settings, thresholds, a.thresholds)  # auto replaced by the resolved numbers
+    log.info("%s", ", ".join(f"{k} {settings[k]}" for k in thresholds))
     device = select_device(a.device)
     seeds = load_index(a.seeds)
     ids = shard_ids(list(load_label_cache(a.labels)), a.shard, a.num_shards)

@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settings", default="{}", help="JSON object: the config section `segment`")
     p.add_argument("--work-dir", required=True, help="mmengine work dir (checkpoints, logs)")
     p.add_argument("--out", required=True, help="final weights (model.pth); a summary goes to <out>.json")
-    p.add_argument("--bas-checkpoint", help="bas_seed model.pt whose ResNet starts the backbone (segment.init.from_bas)")
+    p.add_argument("--bas-checkpoint",
+                   help="bas_seed model.pt whose ResNet starts the backbone (segment.init.from_bas)")
     p.add_argument("--resume", action="store_true", help="continue from the work dir's last checkpoint")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")

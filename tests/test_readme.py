@@ -184,3 +184,28 @@ def test_readme_command_line(line, request, tmp_path):
         missing = [a.split("=")[0] for a in args[len(head):]
                    if a.startswith("--") and a.split("=")[0] not in out]
         assert not missing, f"README line {line!r} uses options its --help does not list: {missing}"
+
+
+SNAKEMAKE_LINES = [c for c in COMMANDS if kind(shlex.split(c)) == "snakemake"]
+
+
+@pytest.mark.parametrize("line", SNAKEMAKE_LINES, ids=SNAKEMAKE_LINES)
+def test_readme_snakemake_line_dry_runs_in_a_bare_clone(line, request, tmp_path):
+    """What a user gets from a dry run of the line in a fresh clone, before any data or weight file is in place:
+    the plan, with a warning naming each missing file (a real run stops there; test_workflow checks that)."""
+    words = shlex.split(line)
+    bare = {"rehearsal": str(tmp_path / "rehearsal")}  # an empty folder: no stand-ins written
+    words = [bare.get(w) or (str(request.getfixturevalue(PLACEHOLDERS[w])) if w in PLACEHOLDERS else w)
+             for w in words]
+    args = words[1:]
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    (workdir / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
+    dry = [] if {"-n", "--dry-run", "--dryrun"} & set(args) else ["-n"]
+    p = run([sys.executable, "-m", "snakemake", "--directory", str(workdir), *dry, *args], line)
+    if "configs/voc12.yaml" in args:
+        assert "warning (dry run): config key data.root" in p.stderr
+    if "--unlock" not in args:  # unlocking plans no jobs
+        assert "This was a dry-run" in p.stdout
+    for folder in (workdir, tmp_path / "rehearsal"):
+        assert not (folder / "results").exists(), "a dry run wrote results/"

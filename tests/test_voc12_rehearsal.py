@@ -154,7 +154,7 @@ def test_a_replaced_weight_file_reruns_exactly_the_stages_that_read_it(rehearsal
     assert not rerun & {"image_labels"}
 
 
-# ---- refusals when the workflow loads (dry runs, seconds) ---------------------------------------------------------
+# ---- refusals when the workflow loads (seconds) ---------------------------------------------------------
 
 @pytest.fixture
 def dry_workdir(tmp_path):
@@ -172,7 +172,8 @@ def dry_workdir(tmp_path):
 ], ids=["imagenet-missing", "init-missing", "frozen-random-irn", "frozen-bn-from-scratch"])
 def test_settings_that_would_waste_a_run_are_refused_when_the_workflow_loads(dry_workdir, override, message):
     (dry_workdir / "override.yaml").write_text(yaml.safe_dump(override))
-    p = smk(dry_workdir, "-n", "--configfile", "configs/test.yaml", "override.yaml", check=False)
+    # a real run (a dry run only warns about a missing file): it must stop when the workflow loads
+    p = smk(dry_workdir, "--cores", "1", "--configfile", "configs/test.yaml", "override.yaml", check=False)
     assert p.returncode != 0 and message in p.stdout + p.stderr
     assert not (dry_workdir / "results").exists()
 

@@ -61,9 +61,15 @@ def test_segmenter_from_bas_needs_the_bas_depth(workdir):
 def test_config_errors_fail_before_any_job(workdir):
     p = smk(workdir, "-n", "--configfile", "configs/test.yaml", "--config", "devcie=cpu", check=False)
     assert p.returncode != 0 and "'devcie' was unexpected" in p.stdout + p.stderr
-    p = smk(workdir, "-n", "--configfile", "configs/voc12.yaml", check=False)  # data.root does not exist here
+    p = smk(workdir, "--cores", "1", "--configfile", "configs/voc12.yaml", check=False)  # no data.root here
     assert p.returncode != 0 and "config key data.root" in p.stdout + p.stderr
+    assert "config key imagenet_weights: file not found" not in p.stdout + p.stderr  # it stopped at the first
     assert not (workdir / "results").exists()
+    # a dry run shows the plan instead, with a warning per missing file; it runs nothing
+    p = smk(workdir, "-n", "--cores", "1", "--configfile", "configs/voc12.yaml")
+    for key in ("data.root", "imagenet_weights", "segment.init.checkpoint"):
+        assert f"warning (dry run): config key {key}" in p.stderr
+    assert "train_bas" in planned_rules(p.stdout) and not (workdir / "results").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,6 +22,21 @@ wildcard_constraints:
     split=r"[A-Za-z0-9_]+",
 
 
+# config keys whose local file or folder is absent. Only a dry run (-n) gets this far with one: it warns, plans the
+# DAG without that input, and shows what a real run would do; a real run stops when the workflow loads.
+ABSENT = {}
+# -n: Snakemake knows the executor only after the Snakefile is read, its output settings already
+DRY_RUN = bool(getattr(workflow.output_settings, "dryrun", False)) or workflow.dryrun
+
+
+def local_path_missing(key, message):
+    """A configured local file or folder is not there: an error naming the key, or in a dry run a warning."""
+    if not DRY_RUN:
+        raise ValueError(f"config key {key}: {message}")
+    ABSENT[key] = message
+    print(f"warning (dry run): config key {key}: {message}; a real run stops here", file=sys.stderr)
+
+
 def check_dataset_root():
     root = config["data"]["root"]
     if root is None:
@@ -29,7 +44,7 @@ def check_dataset_root():
     p = Path(root)
     missing = [str(p / sub) for sub in ("JPEGImages", "ImageSets/Segmentation") if not (p / sub).is_dir()]
     if missing:
-        raise ValueError(f"config key data.root: {root} is not a VOC2012 folder (missing {', '.join(missing)})")
+        local_path_missing("data.root", f"{root} is not a VOC2012 folder (missing {', '.join(missing)})")
 
 
 check_dataset_root()
@@ -49,7 +64,7 @@ def check_local_files():
     }
     for key, path in files.items():
         if path is not None and not Path(path).is_file():
-            raise ValueError(f"config key {key}: file not found: {path} (nothing is downloaded: put the file there)")
+            local_path_missing(key, f"file not found: {path} (nothing is downloaded: put the file there)")
     weights = config["imagenet_weights"]
     if weights is not None and any(h in Path(weights).name for h in TORCHVISION_V2_HASHES):
         print(
@@ -112,7 +127,13 @@ check_local_files()
 
 def imagenet_input(wildcards=None):
     """The ImageNet weights file as an input of the rules that start from it (a replaced file reruns them)."""
-    return [config["imagenet_weights"]] if config["imagenet_weights"] else []
+    return [config["imagenet_weights"]] if config["imagenet_weights"] and "imagenet_weights" not in ABSENT else []
+
+
+def segment_init_input():
+    """The segmenter's init checkpoint as an input (a replaced file retrains it and only what follows)."""
+    path = config["segment"]["init"]["checkpoint"]
+    return [path] if path and "segment.init.checkpoint" not in ABSENT else []
 
 
 def imagenet_option(wildcards, input):
@@ -134,7 +155,7 @@ def voc_input(wildcards=None):
     """Input-side dataset dependency: the generated folder (a rule output) or the user's folder (never rebuilt)."""
     if use_synthetic():
         return f"results/{EXP}/data/VOC2012"
-    return ancient(config["data"]["root"])
+    return [] if "data.root" in ABSENT else ancient(config["data"]["root"])
 
 
 def as_json(obj):

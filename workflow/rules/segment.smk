@@ -6,7 +6,7 @@ rule train_segmenter:
         voc=voc_input,
         pseudo_masks="results/{experiment}/pseudo_masks/index.json",
         # the init file as an input: replacing it retrains the segmenter (and only what follows)
-        init=[config["segment"]["init"]["checkpoint"]] if config["segment"]["init"]["checkpoint"] else [],
+        init=segment_init_input(),
         # segment.init.from_bas: the backbone starts from the BAS network's ResNet
         bas=["results/{experiment}/bas_seed/model.pt"] if config["segment"]["init"]["from_bas"] else [],
     output:
