@@ -11,6 +11,9 @@ On the evaluation split (VOC train, 1464 images) it reports:
   the export ran without the search);
 - ``variants``: the same sweep on the maps from before each fusion (BAS alone beside the CAM-fused seed that IRN
   gets), each with its best threshold;
+- ``object_pixels``: recall and precision of object pixels (class-correct, and class-agnostic ``fg_*``) at the best
+  global threshold (``image_specific_object_pixels`` at the image-specific ones; each variant its own): a CAM that
+  fires on the discriminative part has a low recall (issue 11 item 3);
 - ``best_threshold_on_edge`` (and ``on_edge`` per variant), with a warning in the log and in ``warnings``, when a best
   threshold is the first or last value of the sweep: the optimum may then lie outside it.
 """
@@ -25,7 +28,7 @@ import numpy as np
 
 from wsss_common.config import load_section
 from wsss_common.io import DataError
-from wsss_common.metrics import confusion_matrix, scores, write_metrics
+from wsss_common.metrics import confusion_matrix, object_pixels, scores, write_metrics
 from wsss_common.shards import load_index
 from wsss_common.voc import label_sources, load_label_cache, load_mask
 
@@ -107,7 +110,8 @@ def best_of_sweep(confs: np.ndarray, sweep: np.ndarray, class_names: list[str]) 
     best = int(np.nanargmax([np.nan if m is None else m for m in sweep_miou]))
     s = scores(confs[best], class_names)
     return {"miou": s["miou"], "per_class": s["per_class"], "best_threshold": float(sweep[best]),
-            "best_index": best, "on_edge": len(sweep) > 1 and best in (0, len(sweep) - 1),
+            "object_pixels": object_pixels(confs[best]), "best_index": best,
+            "on_edge": len(sweep) > 1 and best in (0, len(sweep) - 1),
             "threshold_sweep": {f"{t:.4g}": m for t, m in zip(sweep, sweep_miou)}}
 
 
@@ -124,16 +128,18 @@ def summarize(result: dict, sweep: np.ndarray, fixed_threshold: float, class_nam
         "headline": "best global threshold of the sweep (seeds.sweep), as BAS reports its seed mIoU",
         "best_threshold": headline["best_threshold"],
         "best_threshold_on_edge": headline["on_edge"],
+        "object_pixels": headline["object_pixels"],  # recall / precision at the best global threshold
         "threshold_sweep": headline["threshold_sweep"],
         "fixed_threshold": float(fixed_threshold),
         "fixed_threshold_miou": scores(result["fixed"], class_names)["miou"],
-        "image_specific_miou": None, "image_specific_per_class": None,
+        "image_specific_miou": None, "image_specific_per_class": None, "image_specific_object_pixels": None,
         "image_specific_threshold_mean": None, "image_specific_threshold_std": None,
         "variants": {},
     }
     if result["image_specific"] is not None:
         specific = scores(result["image_specific"], class_names)
         extra.update({"image_specific_miou": specific["miou"], "image_specific_per_class": specific["per_class"],
+                      "image_specific_object_pixels": object_pixels(result["image_specific"]),
                       "image_specific_threshold_mean": round(float(result["thresholds"].mean()), 4),
                       "image_specific_threshold_std": round(float(result["thresholds"].std()), 4)})
     for name, confs in result["variants"].items():

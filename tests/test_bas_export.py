@@ -259,6 +259,10 @@ def test_seed_metrics_of_hand_made_seeds(tiny_voc, tmp_path):
     expected = scores(all_bg, names)["miou"]
     assert extra["fixed_threshold_miou"] == expected and extra["image_specific_miou"] == expected
     assert extra["image_specific_threshold_mean"] == pytest.approx(0.95, abs=1e-6)
+    # object pixels: the best threshold reproduces the GT; the image-specific 0.95 predicts no object at all
+    assert extra["object_pixels"] == {"recall": 100.0, "precision": 100.0, "fg_recall": 100.0, "fg_precision": 100.0}
+    assert extra["image_specific_object_pixels"]["recall"] == 0.0
+    assert extra["image_specific_object_pixels"]["precision"] is None
 
 
 def test_variants_get_their_own_sweep_and_a_best_threshold_on_the_edge_is_flagged(tiny_voc, tmp_path):

@@ -51,3 +51,18 @@ def test_write_metrics_json_and_markdown(tmp_path):
     assert on_disk["per_class"]["cat"] == pytest.approx(80.0)
     md = (tmp_path / "metrics" / "seed_miou.md").read_text()
     assert "| cat | 80.00 |" in md and "threshold" in md
+
+
+def test_object_pixel_recall_and_precision_by_hand():
+    from wsss_common.metrics import object_pixels
+
+    # rows GT (bg, cat, dog), columns prediction
+    conf = np.array([[50, 5, 5],     # 10 background pixels predicted as objects
+                     [10, 20, 10],   # cat: 20 right, 10 called dog, 10 missed
+                     [0, 0, 20]])    # dog: all right
+    m = object_pixels(conf)
+    assert m["recall"] == pytest.approx(100 * 40 / 60)       # own class over object GT pixels
+    assert m["precision"] == pytest.approx(100 * 40 / 60)    # own class over pixels predicted as objects (5+30+25)
+    assert m["fg_recall"] == pytest.approx(100 * 50 / 60)    # cat-called-dog still covers an object
+    assert m["fg_precision"] == pytest.approx(100 * 50 / 60)
+    assert object_pixels(np.array([[5, 0], [0, 0]]))["recall"] is None   # no object pixels: undefined

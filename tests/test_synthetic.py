@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from wsss_common.synthetic import check_settings, class_style, generate
+from wsss_common.synthetic import check_settings, class_style, generate, shape_mask
 from wsss_common.voc import image_labels, labels_from_mask, load_image, load_mask, read_split_ids
 
 from conftest import TINY_CLASSES, TINY_SETTINGS
@@ -62,3 +62,62 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="config key data.synthetic: .*'n_trian' was unexpected"):
         check_settings({"n_trian": 5}, TINY_CLASSES)
     assert check_settings({"n_train": 5, "n_train_seg": 2}, TINY_CLASSES)["max_side"] == 160  # schema default
+
+
+def test_family_size_one_keeps_every_class_its_own_body():
+    # the set of sessions 1-5: class k has the k-th shape and its own texture
+    assert [class_style(k, 1).shape for k in (1, 2, 3)] == ["ellipse", "rectangle", "triangle"]
+    assert class_style(2, 1).colors != class_style(1, 1).colors
+
+
+@pytest.mark.parametrize("family_size", [2, 3])
+def test_families_share_a_body_and_differ_only_in_the_part(family_size):
+    styles = {k: class_style(k, family_size) for k in range(1, 13)}
+    for k, st in styles.items():
+        head = (k - 1) // family_size * family_size + 1
+        first = styles[head]   # the family's first member
+        body = (st.shape, st.pattern, st.colors, st.freq, st.angle, st.aspect)
+        assert body == (first.shape, first.pattern, first.colors, first.freq, first.angle, first.aspect)
+        if k != head:
+            assert st.part_color != first.part_color and st.part_pos != first.part_pos
+        # the part sits on the body (a ring's hole or a triangle's tip would swallow it)
+        assert shape_mask(st.shape, np.array(st.part_pos[1]), np.array(st.part_pos[0]))
+    families = {(st.shape, st.colors) for st in styles.values()}
+    assert len(families) == 12 // family_size
+    with pytest.raises(ValueError, match="family_size"):
+        class_style(1, 0)
+
+
+def test_rendered_siblings_share_body_colour_and_carry_their_own_part(tmp_path):
+    names = ["background", "a1", "a2", "b1", "b2"]
+    settings = {"seed": 5, "n_train": 40, "n_train_seg": 4, "n_val": 1, "min_side": 64, "max_side": 80,
+                "max_objects": 2, "family_size": 2, "part_radius": 0.3, "jpeg_quality": [95, 95]}
+    root = generate(tmp_path / "VOC2012", settings, names, progress=False)
+    pixels = {k: [] for k in range(1, 5)}
+    for i in read_split_ids(root, "train_aug"):
+        img, mask = load_image(root, i).astype(np.float32) / 255, load_mask(root, i)
+        for k in pixels:
+            pixels[k].append(img[mask == k])
+    pixels = {k: np.concatenate(v) for k, v in pixels.items()}
+    assert all(len(v) > 500 for v in pixels.values())
+
+    def near_part(k, part_class):  # class k's pixels close to part_class's part colour
+        colour = np.asarray(class_style(part_class, 2).part_color, np.float32)
+        return np.abs(pixels[k] - colour).max(axis=1) < 0.12
+
+    for k, sibling in ((1, 2), (2, 1), (3, 4), (4, 3)):
+        assert near_part(k, k).mean() > 0.03          # the class's own part is drawn on it ...
+        assert near_part(k, sibling).mean() < 0.005   # ... and never its sibling's
+    body = {k: pixels[k][np.abs(pixels[k] - np.asarray(class_style(k, 2).part_color)).max(axis=1) > 0.3].mean(0)
+            for k in pixels}
+    same = max(np.abs(body[1] - body[2]).max(), np.abs(body[3] - body[4]).max())
+    other = np.abs(body[1] - body[3]).max()
+    assert same < 0.06 and other > 0.2            # siblings look alike apart from the part; families do not
+
+
+def test_family_settings_are_checked():
+    assert check_settings({}, TINY_CLASSES)["family_size"] == 1
+    with pytest.raises(ValueError, match="family_size"):
+        check_settings({"family_size": 0}, TINY_CLASSES)
+    with pytest.raises(ValueError, match="part_radius"):
+        check_settings({"part_radius": 0}, TINY_CLASSES)

@@ -45,6 +45,24 @@ def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
+def object_pixels(conf: np.ndarray) -> dict[str, float | None]:
+    """Recall and precision (percent) of object pixels from a confusion matrix (rows GT, columns prediction; class 0
+    is background), summed over all object classes (micro average):
+    - ``recall``: object pixels given their own class / object pixels; ``precision``: pixels predicted as an object
+      class that have that class / pixels predicted as an object class;
+    - ``fg_recall`` / ``fg_precision``: the same with the classes merged into one "object" class (how much of the
+      objects the map covers, whichever class it names)."""
+    c = np.asarray(conf, np.float64)
+    tp = np.trace(c[1:, 1:])
+    gt_obj, pred_obj, fg_tp = c[1:, :].sum(), c[:, 1:].sum(), c[1:, 1:].sum()
+
+    def pct(num: float, den: float) -> float | None:
+        return round(100.0 * num / den, 4) if den > 0 else None
+
+    return {"recall": pct(tp, gt_obj), "precision": pct(tp, pred_obj), "fg_recall": pct(fg_tp, gt_obj),
+            "fg_precision": pct(fg_tp, pred_obj)}
+
+
 def scores(conf: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     """mIoU (nanmean), per-class IoU, and IRN's FP/FN: FP = 1 - GT/union, FN = 1 - Pred/union (all percent)."""
     if conf.shape != (len(class_names), len(class_names)):

@@ -1,9 +1,13 @@
 """The embedded synthetic dataset, written in exactly the PASCAL VOC 2012 layout (see ``wsss_common.voc``).
 
 It is built to carry the difficulties WSSS is about, so that seed/mask/val mIoU on it mean something:
-- every class is a distinctive shape filled with a distinctive two-colour texture, plus a small, highly
-  discriminative *part* (a saturated disc at a fixed place on the object): a plain CAM tends to fire on the part
-  while the mask covers the whole object;
+- every class has a *body* (a shape filled with a two-colour texture) and a small, highly discriminative *part* (a
+  saturated disc of the class's own colour at a fixed place on the object). With ``family_size`` 1 every class has
+  its own body. With ``family_size`` n > 1, classes come in families of n that share one body (shape, texture,
+  aspect; "fur is fur on a cat and on a dog"), so only the part tells the members of a family apart: class identity
+  is concentrated in the part, and a CAM, which needs only the most discriminative evidence, fires on the part and
+  misses the body that BAS's background suppression has to grow into (paper §1, Fig. 1). ``part_radius`` is the
+  part's radius in units of the object's radius;
 - class/context co-occurrence: each class prefers one background texture (the boat-on-water effect), drawn with
   probability ``context_prob``;
 - 1..max_objects objects per image, several classes per image, sizes from small to large, partial occlusion
@@ -55,8 +59,35 @@ class ClassStyle:
     context: int                  # preferred background
 
 
-def class_style(k: int) -> ClassStyle:
-    """The fixed appearance of foreground class k (1-based); independent of the dataset seed."""
+def class_style(k: int, family_size: int = 1) -> ClassStyle:
+    """The fixed appearance of foreground class k (1-based); independent of the dataset seed.
+
+    The body (shape, texture, aspect) is that of the class's family, (k - 1) // family_size + 1: with family_size 1
+    each class is its own family (the set of sessions 1-5, unchanged). The part (colour, position) and the preferred
+    context are the class's own."""
+    if family_size < 1:
+        raise ValueError(f"family_size must be >= 1, got {family_size}")
+    body = _class_style_v1((k - 1) // family_size + 1)
+    if family_size == 1:
+        return body
+    own = _class_style_v1(k)
+    # The part's hue: the family's members spread from 0.25 to 0.75 of the hue circle away from the body's hue, so
+    # that siblings' parts differ and neither matches the body.
+    family, member = (k - 1) // family_size + 1, (k - 1) % family_size
+    part = _hsv((family * 0.381966 + 0.25 + 0.5 * member / (family_size - 1)) % 1.0, 1.0, 1.0)
+    # The part's place: the class's own direction, moved toward the centre until it lies on the shared body (a ring's
+    # hole or a triangle's narrow tip would swallow it).
+    dy, dx = own.part_pos
+    for scale in (1.0, 0.75, 0.5, 0.25, 0.0):
+        if shape_mask(body.shape, np.array(dx * scale), np.array(dy * scale)):
+            break
+    if body.shape == "ring":  # the hole is at the centre: put the part on the band instead
+        scale = 0.75 / max(np.hypot(dy, dx), 1e-6)
+    return ClassStyle(shape=body.shape, pattern=body.pattern, colors=body.colors, freq=body.freq, angle=body.angle,
+                      part_color=part, part_pos=(dy * scale, dx * scale), aspect=body.aspect, context=own.context)
+
+
+def _class_style_v1(k: int) -> ClassStyle:
     r = np.random.default_rng([7919, k])
     hue = ((k * 0.381966) % 1.0)
     c1 = _hsv(hue, 0.55 + 0.3 * r.random(), 0.55 + 0.35 * r.random())
@@ -168,14 +199,15 @@ def render_image(settings: dict, num_fg: int, rng: np.random.Generator):
     w = int(rng.integers(settings["min_side"], settings["max_side"] + 1))
     n_obj = int(rng.integers(1, settings["max_objects"] + 1))
     classes = [int(c) for c in rng.integers(1, num_fg + 1, size=n_obj)]
-    ctx = class_style(classes[0]).context if rng.random() < settings["context_prob"] else int(
+    family = int(settings.get("family_size", 1))
+    ctx = class_style(classes[0], family).context if rng.random() < settings["context_prob"] else int(
         rng.integers(len(CONTEXTS)))
     img = background(ctx, h, w, rng)
     label = np.zeros((h, w), np.uint8)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     side = min(h, w)
     for k in classes:
-        st = class_style(k)
+        st = class_style(k, family)
         radius = side * float(rng.uniform(0.1, 0.42))
         cy, cx = rng.uniform(0.1 * h, 0.9 * h), rng.uniform(0.1 * w, 0.9 * w)
         rot = float(rng.uniform(-0.5, 0.5))
@@ -188,7 +220,7 @@ def render_image(settings: dict, num_fg: int, rng: np.random.Generator):
             continue
         shade = 0.85 + 0.15 * np.clip(1 - 0.5 * (u + v), 0, 2)[..., None] / 2
         img[m] = (texture(st, u, v) * shade)[m]
-        part = (np.hypot(u - st.part_pos[1], v - st.part_pos[0]) <= 0.2) & m
+        part = (np.hypot(u - st.part_pos[1], v - st.part_pos[0]) <= settings.get("part_radius", 0.2)) & m
         img[part] = np.asarray(st.part_color, np.float32)
         label[m] = k
     img = np.clip(img + 0.03 * rng.standard_normal(img.shape).astype(np.float32), 0, 1)
