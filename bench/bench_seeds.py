@@ -127,7 +127,8 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
         key = f"{model}_{fusion}" + ("_fusecam" if fuse_cam else "")
         out_dir, metrics = bench / key, bench / f"{key}_seed_miou.json"
         settings = dict(seeds, foreground_fusion=fusion, fuse_cam=fuse_cam)
-        cmd = [py, "-m", "bas_seed.export", "--voc-root", str(voc), "--labels", str(eval_labels), "--model",
+        cmd = [py, "-m", "bas_seed.export", "--voc-root", str(voc), "--labels", str(eval_labels), "--eval-labels",
+               str(eval_labels), "--model",
                str(models[model]), "--settings", json.dumps(settings), "--out-dir", str(out_dir), "--device",
                device, "--threads", export_threads, "--timing", str(bench / f"{key}_timing.json")]
         if fuse_cam:

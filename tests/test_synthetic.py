@@ -121,3 +121,34 @@ def test_family_settings_are_checked():
         check_settings({"family_size": 0}, TINY_CLASSES)
     with pytest.raises(ValueError, match="part_radius"):
         check_settings({"part_radius": 0}, TINY_CLASSES)
+
+
+def test_with_body_keeps_the_class_part_on_another_class_body():
+    from wsss_common.synthetic import SHAPES, with_body
+
+    own = class_style(1)
+    for j in range(1, len(SHAPES) + 1):
+        body = class_style(j)
+        st = with_body(own, body)
+        assert (st.shape, st.pattern, st.colors, st.aspect) == (body.shape, body.pattern, body.colors, body.aspect)
+        assert (st.part_color, st.context) == (own.part_color, own.context)
+        assert shape_mask(st.shape, np.array(st.part_pos[1]), np.array(st.part_pos[0]))   # on the body
+
+
+def test_body_swap_changes_bodies_but_never_parts(tmp_path):
+    settings = {"seed": 2, "n_train": 12, "n_train_seg": 2, "n_val": 1, "min_side": 48, "max_side": 64,
+                "max_objects": 2, "part_radius": 0.3, "jpeg_quality": [95, 95]}
+    plain = generate(tmp_path / "p" / "VOC2012", settings, TINY_CLASSES, progress=False)
+    swapped = generate(tmp_path / "s" / "VOC2012", {**settings, "body_swap_prob": 1.0}, TINY_CLASSES, progress=False)
+    objects = with_part = differ = 0
+    for i in read_split_ids(plain, "train_aug"):
+        a, b = load_mask(plain, i), load_mask(swapped, i)
+        differ += int(not np.array_equal(a, b))    # other shapes under the same classes
+        img = load_image(swapped, i).astype(np.float32) / 255
+        for k in set(np.unique(b).tolist()) - {0, 255}:
+            near = {j: (np.abs(img[b == k] - np.asarray(class_style(j).part_color)).max(axis=1) < 0.12).any()
+                    for j in range(1, len(TINY_CLASSES))}
+            assert not any(near[j] for j in near if j != k), f"{i}: another class's part on class {k}"
+            if (b == k).sum() >= 100:              # a visible object (a later one may hide a small one's part)
+                objects, with_part = objects + 1, with_part + int(near[k])
+    assert objects > 5 and with_part >= 0.8 * objects and differ >= 6

@@ -6,8 +6,10 @@ It is built to carry the difficulties WSSS is about, so that seed/mask/val mIoU 
   its own body. With ``family_size`` n > 1, classes come in families of n that share one body (shape, texture,
   aspect; "fur is fur on a cat and on a dog"), so only the part tells the members of a family apart: class identity
   is concentrated in the part, and a CAM, which needs only the most discriminative evidence, fires on the part and
-  misses the body that BAS's background suppression has to grow into (paper §1, Fig. 1). ``part_radius`` is the
-  part's radius in units of the object's radius;
+  misses the body that BAS's background suppression has to grow into (paper §1, Fig. 1). ``body_swap_prob`` q
+  draws each object's body from a random class instead (with probability q): the body is then only weak evidence
+  of the class (its own with probability 1 - q + q / K), spread over many pixels, while the part stays certain.
+  ``part_radius`` is the part's radius in units of the object's radius;
 - class/context co-occurrence: each class prefers one background texture (the boat-on-water effect), drawn with
   probability ``context_prob``;
 - 1..max_objects objects per image, several classes per image, sizes from small to large, partial occlusion
@@ -28,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -75,16 +77,29 @@ def class_style(k: int, family_size: int = 1) -> ClassStyle:
     # that siblings' parts differ and neither matches the body.
     family, member = (k - 1) // family_size + 1, (k - 1) % family_size
     part = _hsv((family * 0.381966 + 0.25 + 0.5 * member / (family_size - 1)) % 1.0, 1.0, 1.0)
-    # The part's place: the class's own direction, moved toward the centre until it lies on the shared body (a ring's
-    # hole or a triangle's narrow tip would swallow it).
-    dy, dx = own.part_pos
-    for scale in (1.0, 0.75, 0.5, 0.25, 0.0):
-        if shape_mask(body.shape, np.array(dx * scale), np.array(dy * scale)):
-            break
-    if body.shape == "ring":  # the hole is at the centre: put the part on the band instead
-        scale = 0.75 / max(np.hypot(dy, dx), 1e-6)
-    return ClassStyle(shape=body.shape, pattern=body.pattern, colors=body.colors, freq=body.freq, angle=body.angle,
-                      part_color=part, part_pos=(dy * scale, dx * scale), aspect=body.aspect, context=own.context)
+    return with_body(ClassStyle(shape=body.shape, pattern=body.pattern, colors=body.colors, freq=body.freq,
+                                angle=body.angle, part_color=part, part_pos=own.part_pos, aspect=body.aspect,
+                                context=own.context), body)
+
+
+def with_body(style: ClassStyle, body: ClassStyle) -> ClassStyle:
+    """``style`` (its part and context) drawn on ``body``'s shape, texture and aspect. The part keeps its direction
+    from the centre but moves inward until it lies on the body (a ring's hole or a triangle's narrow tip would
+    swallow it; on a ring it goes onto the band)."""
+    dy, dx = style.part_pos
+    if body.shape == "ring":
+        pos = (dy * 0.75 / max(np.hypot(dy, dx), 1e-6), dx * 0.75 / max(np.hypot(dy, dx), 1e-6))
+    else:
+        pos = next(((dy * f, dx * f) for f in (1.0, 0.75, 0.5, 0.25, 0.0)
+                    if shape_mask(body.shape, np.array(dx * f), np.array(dy * f))), None)
+    if pos is None:  # no point of that ray on the body (a crescent's centre is off it): the deepest point near it
+        grid = np.linspace(-1, 1, 41)
+        v, u = np.meshgrid(grid, grid, indexing="ij")
+        depth = ndimage.distance_transform_edt(shape_mask(body.shape, u, v)) / 20.0
+        i = np.unravel_index(np.argmax(depth - 0.1 * np.hypot(v - dy, u - dx)), depth.shape)
+        pos = (float(v[i]), float(u[i]))
+    return replace(style, shape=body.shape, pattern=body.pattern, colors=body.colors, freq=body.freq,
+                   angle=body.angle, aspect=body.aspect, part_pos=(float(pos[0]), float(pos[1])))
 
 
 def _class_style_v1(k: int) -> ClassStyle:
@@ -206,8 +221,11 @@ def render_image(settings: dict, num_fg: int, rng: np.random.Generator):
     label = np.zeros((h, w), np.uint8)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     side = min(h, w)
+    swap = float(settings.get("body_swap_prob", 0.0))
     for k in classes:
         st = class_style(k, family)
+        if swap > 0 and rng.random() < swap:  # (no draw at 0: the set of sessions 1-5 stays byte-identical)
+            st = with_body(st, class_style(int(rng.integers(1, num_fg + 1)), family))
         radius = side * float(rng.uniform(0.1, 0.42))
         cy, cx = rng.uniform(0.1 * h, 0.9 * h), rng.uniform(0.1 * w, 0.9 * w)
         rot = float(rng.uniform(-0.5, 0.5))
