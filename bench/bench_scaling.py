@@ -6,7 +6,7 @@
 1. Scaling: for each factor f, the demo DAG from an empty folder DIR/x{f} with f times the synthetic set's image
    counts (train_aug, train, val) and every other setting unchanged. Per rule: seconds summed over its jobs (from
    Snakemake's job stamps, bench_demo.rule_times) and the whole-DAG wall time. The "per image" ratio is
-   seconds(f) / (f * seconds(1)): 1.0 is linear growth.
+   seconds(f) / (f * seconds(1)): 1.0 is linear growth. Also each size's seed / mask / val mIoU.
 2. Shards: in the finished DIR/x{shards-at}, each sharded stage (seed export, CRF IR labels, random walk, val
    prediction) is forced to rerun alone with 1 and then 2 shards (`--forcerun` + `--allowed-rules`: the stage and
    its merge), and its throughput is images / the longest shard job (each shard job runs on one thread; Snakemake's
@@ -90,6 +90,17 @@ def count_outputs(folders: list[Path]) -> int:
     return sum(1 for d in folders for p in d.iterdir() if p.suffix in (".npz", ".png"))
 
 
+def quality(results: Path) -> dict:
+    """seed / mask / val mIoU of a finished run, the seeds' GT-best threshold, and t_hat (the median image-specific
+    threshold that `auto` scales; None when the config sets every IRN threshold by hand)."""
+    out = {n: json.loads((results / "metrics" / f"{n}.json").read_text())
+           for n in ("seed_miou", "mask_miou", "val_miou")}
+    walk = results / "irn" / "thresholds_walk.json"
+    return {"seed": out["seed_miou"]["miou"], "mask": out["mask_miou"]["miou"], "val": out["val_miou"]["miou"],
+            "gt_best_threshold": out["seed_miou"].get("best_threshold"),
+            "t_hat": json.loads(walk.read_text()).get("image_threshold_median") if walk.is_file() else None}
+
+
 def run_scaling(args, config: dict) -> list[dict]:
     runs = []
     for factor in args.factors:
@@ -101,7 +112,8 @@ def run_scaling(args, config: dict) -> list[dict]:
         wall, log = snakemake(work, scaled_config(config, factor), args.cores, [])
         (work / "bench_scaling.log").write_text(log)
         runs.append({"factor": factor, "wall": wall, "rules": rule_times(log),
-                     "images": int(config["data"]["synthetic"]["n_train"]) * factor})
+                     "images": int(config["data"]["synthetic"]["n_train"]) * factor,
+                     "quality": quality(work / "results" / config["experiment"])})
         print(f"x{factor}: {wall:.0f} s", flush=True)
     return runs
 
@@ -145,6 +157,18 @@ def scaling_table(runs: list[dict]) -> str:
     lines.append(row("**whole DAG (wall)**", [r["wall"] for r in runs]))
     for rule in rules:
         lines.append(row(rule, [r["rules"].get(rule, 0.0) for r in runs]))
+    return "\n".join(lines)
+
+
+def quality_table(runs: list[dict]) -> str:
+    """seed / mask / val mIoU per size (the same config and seeds: what more images alone buy)."""
+    lines = ["| images (train split) | seed mIoU | mask mIoU | val mIoU | t_hat | GT-best seed threshold |",
+             "|---|---|---|---|---|---|"]
+    for r in runs:
+        q = r["quality"]
+        t_hat = "–" if q["t_hat"] is None else f"{q['t_hat']:.2f}"
+        lines.append(f"| {r['images']} (x{r['factor']}) | {q['seed']:.2f} | {q['mask']:.2f} | {q['val']:.2f} | "
+                     f"{t_hat} | {q['gt_best_threshold']:.2f} |")
     return "\n".join(lines)
 
 
@@ -242,6 +266,8 @@ def main(argv=None) -> int:
     body = head + "\n\n" + scaling_table(runs)
     if rows:
         body += "\n\n" + shards_table(rows)
+    if all("quality" in r for r in runs):
+        body += "\n\n" + quality_table(runs)
     if args.plot:
         plot(runs, rows, Path(args.plot))
         body += f"\n\n![scaling]({Path(args.plot).name})"

@@ -161,7 +161,7 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
 
 
 def mean_sd(values: list) -> str:
-    """'m ± sd (n)' over the non-missing values (sample sd; one value: just the value)."""
+    """'m ± sd' over the non-missing values (sample sd; one value: just the value)."""
     v = [x for x in values if x is not None]
     if not v:
         return "n/a"

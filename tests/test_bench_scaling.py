@@ -64,3 +64,17 @@ def test_render_redoes_the_tables_from_the_saved_measurements(tmp_path, capsys):
     assert scaling.main(["--workdir", str(tmp_path), "--render", "--factors", "1", "2"]) == 0
     out = capsys.readouterr().out
     assert "| a | 6 | 12 | 1.00 |" in out and "| 2.00x |" in out and out.startswith("Scaling (test)")
+
+
+def test_quality_reads_the_metrics_and_t_hat_of_a_finished_run(tmp_path):
+    import json
+
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "irn").mkdir()
+    for name, miou in (("seed_miou", 50.0), ("mask_miou", 60.0), ("val_miou", 55.5)):
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"miou": miou, "best_threshold": 0.59}))
+    (tmp_path / "irn" / "thresholds_walk.json").write_text(json.dumps({"image_threshold_median": 0.5}))
+    q = scaling.quality(tmp_path)
+    assert q == {"seed": 50.0, "mask": 60.0, "val": 55.5, "gt_best_threshold": 0.59, "t_hat": 0.5}
+    line = scaling.quality_table([{"factor": 2, "images": 2000, "quality": q}]).splitlines()[2]
+    assert line == "| 2000 (x2) | 50.00 | 60.00 | 55.50 | 0.50 | 0.59 |"

@@ -4,9 +4,9 @@ It is built to carry the difficulties WSSS is about, so that seed/mask/val mIoU 
 - every class has a *body* (a shape filled with a two-colour texture) and a small, highly discriminative *part* (a
   saturated disc of the class's own colour at a fixed place on the object). With ``family_size`` 1 every class has
   its own body. With ``family_size`` n > 1, classes come in families of n that share one body (shape, texture,
-  aspect; "fur is fur on a cat and on a dog"), so only the part tells the members of a family apart: class identity
-  is concentrated in the part, and a CAM, which needs only the most discriminative evidence, fires on the part and
-  misses the body that BAS's background suppression has to grow into (paper §1, Fig. 1). ``body_swap_prob`` q
+  aspect; "fur is fur on a cat and on a dog"), so only the part tells the members of a family apart. The intent
+  (paper §1, Fig. 1): a CAM fires on the part and misses the body that BAS's background suppression grows into;
+  measured so far, not clearly (bench/RESULTS.md, "BAS against CAM"). ``body_swap_prob`` q
   draws each object's body from a random class instead (with probability q): the body is then only weak evidence
   of the class (its own with probability 1 - q + q / K), spread over many pixels, while the part stays certain.
   ``part_radius`` is the part's radius in units of the object's radius;
@@ -69,17 +69,15 @@ def class_style(k: int, family_size: int = 1) -> ClassStyle:
     context are the class's own."""
     if family_size < 1:
         raise ValueError(f"family_size must be >= 1, got {family_size}")
-    body = _class_style_v1((k - 1) // family_size + 1)
+    body = _own_style((k - 1) // family_size + 1)
     if family_size == 1:
         return body
-    own = _class_style_v1(k)
+    own = _own_style(k)
     # The part's hue: the family's members spread from 0.25 to 0.75 of the hue circle away from the body's hue, so
     # that siblings' parts differ and neither matches the body.
     family, member = (k - 1) // family_size + 1, (k - 1) % family_size
     part = _hsv((family * 0.381966 + 0.25 + 0.5 * member / (family_size - 1)) % 1.0, 1.0, 1.0)
-    return with_body(ClassStyle(shape=body.shape, pattern=body.pattern, colors=body.colors, freq=body.freq,
-                                angle=body.angle, part_color=part, part_pos=own.part_pos, aspect=body.aspect,
-                                context=own.context), body)
+    return with_body(replace(own, part_color=part), body)
 
 
 def with_body(style: ClassStyle, body: ClassStyle) -> ClassStyle:
@@ -102,7 +100,7 @@ def with_body(style: ClassStyle, body: ClassStyle) -> ClassStyle:
                    angle=body.angle, aspect=body.aspect, part_pos=(float(pos[0]), float(pos[1])))
 
 
-def _class_style_v1(k: int) -> ClassStyle:
+def _own_style(k: int) -> ClassStyle:
     r = np.random.default_rng([7919, k])
     hue = ((k * 0.381966) % 1.0)
     c1 = _hsv(hue, 0.55 + 0.3 * r.random(), 0.55 + 0.35 * r.random())
