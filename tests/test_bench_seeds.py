@@ -32,3 +32,42 @@ def test_report_gives_one_row_per_variant_over_the_seeds():
     assert "| CAM | 42.00 ± 2.83 | 41.00 ± 2.83 | 55.00 ± 7.07 |" in text
     assert "--seeds 0 1 --set data.synthetic.family_size=2" in text
     assert "2.50-2.50x" in text          # (export + search) / export from the timers
+
+
+def test_end_to_end_on_the_test_config_then_a_rerun_reuses_every_export(tmp_path):
+    """The whole command on configs/test.yaml with the demo's search scope (eval_split, which needs --eval-labels:
+    the breakage that went unseen in session 5), then the same command again: nothing is retrained or re-exported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results = tmp_path / "R.md"
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_seeds.py"), "--configfile", str(ROOT / "configs" / "test.yaml"),
+           "--workdir", str(tmp_path / "w"), "--seeds", "3", "--set", "seeds.threshold_search.scope=eval_split",
+           "--results", str(results), "--block", "e2e"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    summary_path = tmp_path / "w" / "seed3" / "results" / "test" / "bench_seeds" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    keys = [r["key"] for r in summary["rows"]]
+    assert keys == ["bas_none", "bas_average", "bas_replace", "bas_none_fusecam", "lambda0_none", "cam_none"]
+    for row in summary["rows"]:
+        assert row["n_images"] == 8                      # the eval split (n_train_seg), not train_aug's 24
+        assert 0.0 <= row["best_global_miou"] <= 100.0
+        assert row["image_specific_miou"] is not None    # every eval image got a searched threshold
+        assert row["search_seconds"] > 0.0
+    assert {"train lambda0", "train cam"} <= set(summary["times"])
+    assert sum(k.startswith("export ") for k in summary["times"]) == 6
+    config = (tmp_path / "w" / "seed3" / "results" / "bench_seeds_config_seed3.yaml").read_text()
+    assert "seed: 3" in config and "scope: eval_split" in config
+    text = results.read_text()
+    assert "<!-- e2e:start -->" in text and "--seeds 3 --set seeds.threshold_search.scope=eval_split" in text
+    assert text.count("| BAS, fusion replace |") == 1
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    times = json.loads(summary_path.read_text())["times"]
+    assert not [k for k in times if k.startswith(("train ", "export "))], times
+    assert results.read_text().count("<!-- e2e:start -->") == 1   # the block replaced, not appended again
