@@ -127,6 +127,15 @@ def test_training_follows_the_pseudo_masks_not_the_ground_truth(tiny_voc, tmp_pa
     assert follows_gt < 0.3, follows_gt
 
 
+def test_the_work_dir_keeps_only_the_last_two_checkpoints(tiny_voc, pseudo_index, tmp_path):
+    """The model config's ``max_keep_ckpts=2``: without it a VOC run keeps one 350 MB file per interval. Resume needs
+    only the last; the one before it stays whole while mmengine writes the next (it deletes before it saves)."""
+    settings = dict(TINY, iterations=4, accumulation_steps=1, checkpoint_interval=1)
+    _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
+    assert sorted(p.name for p in (tmp_path / "wd").glob("iter_*.pth")) == ["iter_3.pth", "iter_4.pth"]
+    assert (tmp_path / "wd" / "last_checkpoint").read_text().strip().endswith("iter_4.pth")
+
+
 def test_resume_of_an_interrupted_run_gives_the_same_model(tiny_voc, pseudo_index, tmp_path, monkeypatch):
     full = _run(tiny_voc, pseudo_index, tmp_path / "full", tmp_path / "full.pth")
     assert full["runner_iterations"] == 4 and full["init"]["name"] == "scratch"
