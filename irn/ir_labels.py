@@ -51,22 +51,38 @@ def threshold_labels(maps: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(planes, axis=0)
 
 
-def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int, *, iterations: int, gt_prob: float,
-                        gaussian_sxy: float, gaussian_compat: float, bilateral_sxy: float, bilateral_srgb: float,
-                        bilateral_compat: float) -> np.ndarray:
-    """Dense CRF on hard labels 0..n_labels-1 (every value a real label: zero_unsure=False); HxW int64 argmax.
-    The keyword arguments are the keys of config section irn.crf."""
+PAIRWISE_KEYS = ("gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
+
+
+def dense_crf(image: np.ndarray, n_labels: int, *, gaussian_sxy: float, gaussian_compat: float,
+              bilateral_sxy: float, bilateral_srgb: float, bilateral_compat: float):
+    """The pairwise part of IRN's dense CRF on one RGB image (HxWx3 uint8): the Gaussian and bilateral kernels
+    (keys ``PAIRWISE_KEYS`` of irn.crf). Building the bilateral lattice is most of a pass's cost and depends on the
+    image alone, so the two passes of an image share one (``ir_label_from_seed``)."""
     import pydensecrf.densecrf as dcrf
+
+    height, width = image.shape[:2]
+    crf = dcrf.DenseCRF2D(width, height, n_labels)
+    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
+    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb,
+                             rgbim=np.array(image, dtype=np.uint8, order="C"), compat=bilateral_compat)  # writable copy
+    return crf
+
+
+def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int, *, iterations: int, gt_prob: float,
+                        crf=None, **pairwise) -> np.ndarray:
+    """Dense CRF on hard labels 0..n_labels-1 (every value a real label: zero_unsure=False); HxW int64 argmax.
+    The keyword arguments are the keys of config section irn.crf. ``crf``: a ``dense_crf`` of this image and label
+    count to run instead of building one from ``pairwise``; pydensecrf's inference restarts from the unary on every
+    call, so a reused one gives the same labels as a new one (tested)."""
     from pydensecrf.utils import unary_from_labels
 
     height, width = labels.shape
     if image.shape != (height, width, 3):
         raise ValueError(f"image shape {image.shape} does not match label map {labels.shape}")
-    crf = dcrf.DenseCRF2D(width, height, n_labels)
+    if crf is None:
+        crf = dense_crf(image, n_labels, **pairwise)
     crf.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False))
-    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb,
-                             rgbim=np.array(image, dtype=np.uint8, order="C"), compat=bilateral_compat)  # writable copy
     q = np.asarray(crf.inference(iterations)).reshape(n_labels, height, width)
     return np.argmax(q, axis=0)
 
@@ -90,6 +106,8 @@ def ir_label_from_seed(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray
         raise ValueError(f"image {image.shape[:2]} and seed maps {high_res.shape[1:]} differ in size")
     if n_labels == 1:  # no foreground label: background in both passes
         return np.zeros(image.shape[:2], np.uint8)
-    fg_pass = crf_inference_label(image, threshold_labels(high_res, fg_threshold), n_labels, **crf)
-    bg_pass = crf_inference_label(image, threshold_labels(high_res, bg_threshold), n_labels, **crf)
+    shared = dense_crf(image, n_labels, **{k: crf[k] for k in PAIRWISE_KEYS})  # one lattice, both passes
+    unary = {"iterations": crf["iterations"], "gt_prob": crf["gt_prob"], "crf": shared}
+    fg_pass = crf_inference_label(image, threshold_labels(high_res, fg_threshold), n_labels, **unary)
+    bg_pass = crf_inference_label(image, threshold_labels(high_res, bg_threshold), n_labels, **unary)
     return combine_passes(fg_pass, bg_pass, keys)

@@ -74,12 +74,21 @@ class IRNet(nn.Module):
         taps = [x1, x2, x3, x4, x5]
         return [t.detach() for t in taps] if self.freeze_backbone else taps
 
+    def edge_head(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The class-boundary branch on the five taps: (B, 1, h, w) logits at x2's size."""
+        h, w = taps[1].shape[2:]
+        edges = [branch(t)[..., :h, :w] for branch, t in zip(self.edge_branches, taps)]
+        return self.edge_out(torch.cat(edges, dim=1))
+
+    def boundary_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Boundary logits alone (what the random walk needs): the displacement branch is not run."""
+        return self.edge_head(self.taps(x))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, H, W) -> boundary logits (B, 1, h, w) and displacement (B, 2, h, w), h, w = x2's size."""
         x1, x2, x3, x4, x5 = self.taps(x)
         h, w = x2.shape[2:]
-        edges = [branch(t)[..., :h, :w] for branch, t in zip(self.edge_branches, (x1, x2, x3, x4, x5))]
-        edge_logits = self.edge_out(torch.cat(edges, dim=1))
+        edge_logits = self.edge_head([x1, x2, x3, x4, x5])
         d3 = self.dp3(x3)
         h8, w8 = d3.shape[2:]
         stride8 = torch.cat([d3, self.dp4(x4)[..., :h8, :w8], self.dp5(x5)[..., :h8, :w8]], dim=1)
@@ -122,7 +131,7 @@ def boundary_map(model: IRNet, image: torch.Tensor, *, pad_to: int, flip: bool =
     canvas_h, canvas_w = padded_size(height, width, pad_to)
     batch = image[None] if not flip else torch.stack([image, image.flip(-1)])
     batch = F.pad(batch, (0, canvas_w - width, 0, canvas_h - height))
-    edge_logits, _ = model(batch)
+    edge_logits = model.boundary_logits(batch)  # the displacement branch is not needed here
     edge_logits = edge_logits[:, 0, :(height - 1) // 4 + 1, :(width - 1) // 4 + 1].float()
     if flip:
         return torch.sigmoid(edge_logits[0] / 2 + edge_logits[1].flip(-1) / 2)

@@ -1,4 +1,4 @@
-"""bench/bench_search_pruning.py's two counts on hand-made score curves."""
+"""bench/bench_search_pruning.py: its counts on hand-made score curves, and its multiply-accumulate counter."""
 import importlib.util
 from pathlib import Path
 
@@ -24,3 +24,11 @@ def test_unimodal_allows_flat_steps_but_not_a_second_valley():
     assert pruning.unimodal(np.array([0.9, 0.8, 0.8, 0.85, 1.0]))
     assert pruning.unimodal(np.array([0.5, 0.6, 0.7]))
     assert not pruning.unimodal(np.array([0.9, 0.7, 0.8, 0.6, 0.9]))
+
+
+def test_multiply_accumulates_counts_a_convolution_by_hand():
+    import torch
+
+    conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    # 3 output channels x 4 x 5 positions x (2 input channels x 3 x 3 taps)
+    assert pruning.multiply_accumulates(lambda: conv(torch.zeros(1, 2, 4, 5))) == 3 * 4 * 5 * 2 * 9

@@ -38,3 +38,18 @@ def test_asking_for_more_gpus_than_exist_fails(tmp_path):
     p = wrapped(tmp_path, 3, 0)
     p.communicate()
     assert p.returncode != 0
+
+
+def test_without_gpu_device_nodes_torch_is_not_consulted(tmp_path, monkeypatch):
+    # torch.cuda is asked only where a GPU device node exists; elsewhere the ~2 s torch import per job is skipped
+    import types
+
+    from wsss_common import gpu_slot
+
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(device_count=lambda: 3))
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.delenv("GPU_IDS", raising=False)
+    monkeypatch.setattr(gpu_slot, "GPU_DEVICE_NODES", (str(tmp_path / "nvidia[0-9]*"),))
+    assert gpu_slot.visible_gpu_ids() == []
+    (tmp_path / "nvidia0").touch()
+    assert gpu_slot.visible_gpu_ids() == ["0", "1", "2"]

@@ -109,3 +109,32 @@ def test_load_seed_rejects_malformed_files(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message) as err:
         load_seed(tmp_path / "bad.npz")
     assert "bad.npz" in str(err.value)
+
+
+def test_both_passes_on_one_lattice_give_the_labels_of_two_separate_crfs():
+    # ir_label_from_seed builds the bilateral lattice once per image; a reused DenseCRF must restart from the new
+    # unary, or the bg pass would inherit the fg pass's result
+    rng = np.random.default_rng(3)
+    image = (rng.random((40, 48, 3)) * 60).astype(np.uint8)
+    image[8:30, 10:36] += 150
+    maps = np.zeros((2, 40, 48), np.float32)
+    maps[0, 6:32, 8:38] = np.linspace(0.2, 1.0, 30)[None, :]
+    maps[1, 28:40, 0:20] = 0.5
+    keys = np.array([3, 7])
+    pairwise = {k: CRF[k] for k in ("gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb",
+                                    "bilateral_compat")}
+    fg = crf_inference_label(image, threshold_labels(maps, 0.6), 3, **CRF)
+    bg = crf_inference_label(image, threshold_labels(maps, 0.25), 3, **CRF)
+    assert not np.array_equal(fg, bg)  # the two passes differ, so a leaked state would show
+    expected = combine_passes(fg, bg, keys)
+    out = ir_label_from_seed(image, maps, keys, fg_threshold=0.6, bg_threshold=0.25, crf=CRF)
+    np.testing.assert_array_equal(out, expected)
+    assert set(np.unique(out)) >= {0, 3, 255}
+    from irn.ir_labels import dense_crf
+    shared = dense_crf(image, 3, **pairwise)
+    first = crf_inference_label(image, threshold_labels(maps, 0.6), 3, iterations=CRF["iterations"],
+                                gt_prob=CRF["gt_prob"], crf=shared)
+    again = crf_inference_label(image, threshold_labels(maps, 0.25), 3, iterations=CRF["iterations"],
+                                gt_prob=CRF["gt_prob"], crf=shared)
+    np.testing.assert_array_equal(first, fg)
+    np.testing.assert_array_equal(again, bg)

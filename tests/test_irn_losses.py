@@ -150,7 +150,10 @@ def test_boundary_map_flip_and_large_images():
     torch.testing.assert_close(boundary_map(model, square.flip(-1), pad_to=48),
                                boundary_map(model, square, pad_to=48).flip(-1), rtol=1e-4, atol=1e-5)
     logits = model(square[None])[0][0, 0]
+    ran = []
+    model.dp_out.register_forward_hook(lambda *_: ran.append("dp_out"))
     torch.testing.assert_close(boundary_map(model, square, pad_to=48, flip=False), torch.sigmoid(logits))
+    assert ran == []  # the walk needs the boundary alone: the displacement branch is skipped
 
 
 def bas_like_state(depth):
