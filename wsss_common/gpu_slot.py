@@ -20,7 +20,7 @@ import time
 
 # Device nodes a GPU that torch.cuda can see leaves behind: NVIDIA's driver (also inside containers), WSL2's
 # /dev/dxg, ROCm's /dev/kfd. Without any of them torch.cuda.device_count() is 0, and the ~2 s of importing torch
-# per job (seven jobs on the demo's critical path) is skipped.
+# per job (six jobs on the demo's critical path) is skipped.
 GPU_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/proc/driver/nvidia/gpus/*", "/dev/dxg", "/dev/kfd")
 
 
