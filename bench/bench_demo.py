@@ -7,7 +7,6 @@ time spent in each rule (summed over its jobs) and the seed / mask / val mIoU.
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -68,7 +67,10 @@ def main():
     exp = next(iter((work / "results").iterdir())).name
     metrics = {n: json.loads((work / "results" / exp / "metrics" / f"{n}.json").read_text())
                for n in ("seed_miou", "mask_miou", "val_miou")}
-    print(f"### Whole demo DAG ({a.configfile})\n\nmachine: {platform.machine()}, {os.cpu_count()} cores, CPU only; "
+    sys.path.insert(0, str(ROOT))
+    from wsss_common.devices import describe_machine
+
+    print(f"### Whole demo DAG ({a.configfile})\n\nmachine: {describe_machine()}; "
           f"command: `python bench/bench_demo.py --cores {a.cores}`\n")
     print(f"- wall time from nothing to val_miou.json: **{wall / 60:.1f} min** ({wall:.0f} s)")
     print("- " + ", ".join(f"{n}: {m['miou']:.2f}" for n, m in metrics.items()))

@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -218,13 +217,10 @@ def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
 def header(args) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"Scaling (`bench/bench_scaling.py --cores {args.cores}`): {cpu}, nproc {os.cpu_count()}, CPU only; "
+    sys.path.insert(0, str(ROOT))
+    from wsss_common.devices import describe_machine
+
+    return (f"Scaling (`bench/bench_scaling.py --cores {args.cores}`): {describe_machine()}, CPU only; "
             f"commit {commit}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
 
 

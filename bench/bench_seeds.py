@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_variant import apply_override  # noqa: E402
 from bench.results_block import replace_block  # noqa: E402
 from wsss_common.config import validate_config  # noqa: E402
+from wsss_common.devices import describe_machine  # noqa: E402
 from wsss_common.io import read_json  # noqa: E402
 
 
@@ -184,7 +184,7 @@ def report(a, config: dict, runs: dict[int, tuple[list[dict], dict[str, float]]]
         "## Seeds (stage 2: bench/bench_seeds.py)", "",
         f"`python bench/bench_seeds.py --configfile {a.configfile} --seeds {' '.join(map(str, runs))}"
         + "".join(f" --set {s}" for s in a.set) + f"`: experiment `{config['experiment']}` ({dataset}), device "
-        f"`{config['device']}`, {a.cores} cores, {platform.processor() or platform.machine()}, export threads "
+        f"`{config['device']}`, {a.cores} cores used, {describe_machine()}, export threads "
         f"{a.threads}, {time.strftime('%Y-%m-%d %H:%M')}. BAS backbone ResNet-{bas['depth']}, {bas['epochs']} epochs; "
         f"scales {seeds['scales']}; seed mIoU on `{config['data']['eval_split']}` ({first[0]['n_images']} images), "
         f"mean ± sd over training seeds {', '.join(map(str, runs))}. Global = best threshold of the sweep "

@@ -641,10 +641,9 @@ def machine_header(rows: list[dict], args) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+    from wsss_common.devices import describe_machine
+
+    cpu = describe_machine().split("; GPU")[0]  # the GPU is named by cuda_name
     commit = text(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
     if text(["git", "status", "--porcelain"]):
         commit += "+dirty"

@@ -435,6 +435,7 @@ def test_cli_writes_every_figure_and_table(tiny_experiment, tiny_voc, tmp_path, 
     main(report_argv(tiny_experiment, tiny_voc, out, cam_loss_log=tiny_experiment / "loss.jsonl"))
     printed = capsys.readouterr().out
     assert "BAS seeds: 55.00 mIoU" in printed and "DeepLabV2 segmenter: 12.50 mIoU" in printed
+    assert "machine: " in printed and f"{os.cpu_count()} cores" in printed  # make demo names the machine
     assert "| seed_miou | train | 8 | 55.00 |" in (out / "report.md").read_text()
     for key, name in FIGURE_OPTIONS.items():
         if name.endswith(".png"):

@@ -155,6 +155,8 @@ def main(argv=None) -> None:
                            pseudo_masks=a.pseudo_masks, val_predictions=a.val_predictions, out=out, samples=a.samples)
     if a.print:
         print("\n".join(rf.headline_lines(metrics)))
+        from .devices import describe_machine  # imports torch: only here, after the metrics are printed
+        print(f"machine: {describe_machine()} (README's numbers and times say which machine they came from)")
 
 
 if __name__ == "__main__":
