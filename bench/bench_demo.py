@@ -18,6 +18,9 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from wsss_common.devices import describe_machine  # noqa: E402
+
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 
 
@@ -67,9 +70,6 @@ def main():
     exp = next(iter((work / "results").iterdir())).name
     metrics = {n: json.loads((work / "results" / exp / "metrics" / f"{n}.json").read_text())
                for n in ("seed_miou", "mask_miou", "val_miou")}
-    sys.path.insert(0, str(ROOT))
-    from wsss_common.devices import describe_machine
-
     print(f"### Whole demo DAG ({a.configfile})\n\nmachine: {describe_machine()}; "
           f"command: `python bench/bench_demo.py --cores {a.cores}`\n")
     print(f"- wall time from nothing to val_miou.json: **{wall / 60:.1f} min** ({wall:.0f} s)")

@@ -36,6 +36,9 @@ from bench_demo import rule_times  # noqa: E402
 from bench_rerun import set_key  # noqa: E402
 from results_block import replace_block  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from wsss_common.devices import describe_machine  # noqa: E402
+
 COUNT_KEYS = ("n_train", "n_train_seg", "n_val")
 MIN_RATIO_SECONDS = 5.0  # Snakemake's job stamps are whole seconds: no ratio for a rule under this at the first size
 # (label, rule, merge rule, shard key, merged output relative to results/{exp}, outputs' folder glob)
@@ -217,9 +220,6 @@ def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
 def header(args) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    sys.path.insert(0, str(ROOT))
-    from wsss_common.devices import describe_machine
-
     return (f"Scaling (`bench/bench_scaling.py --cores {args.cores}`): {describe_machine()}, CPU only; "
             f"commit {commit}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
 

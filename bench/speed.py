@@ -643,7 +643,7 @@ def machine_header(rows: list[dict], args) -> dict:
 
     from wsss_common.devices import describe_machine
 
-    cpu = describe_machine().split("; GPU")[0]  # the GPU is named by cuda_name
+    cpu = describe_machine(include_gpu=False)  # the GPU is named by cuda_name
     commit = text(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
     if text(["git", "status", "--porcelain"]):
         commit += "+dirty"

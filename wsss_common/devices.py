@@ -32,7 +32,7 @@ def set_threads(n: int | None) -> None:
 
 def cpu_summary(cpuinfo: str, nproc: int, simd: str | None = None) -> str:
     """One line naming the CPU from the text of /proc/cpuinfo: model name, family/model (a VM's model name is often
-    only "AMD EPYC", and two such machines ran this project's demo at 9.7 and 18.5 minutes), cores, and the vector
+    only "AMD EPYC", which two machines of different speed share; bench/RESULTS.md session 10), cores, and the vector
     instructions torch dispatches to (``simd``: torch.backends.cpu.get_cpu_capability(), e.g. AVX2 or AVX512)."""
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
@@ -50,8 +50,8 @@ def cpu_summary(cpuinfo: str, nproc: int, simd: str | None = None) -> str:
     return ", ".join(parts)
 
 
-def describe_machine() -> str:
-    """``cpu_summary`` of this machine, plus the GPU's name when torch sees one."""
+def describe_machine(include_gpu: bool = True) -> str:
+    """``cpu_summary`` of this machine, plus the GPU's name when torch sees one (and ``include_gpu``)."""
     from pathlib import Path
 
     import torch
@@ -63,6 +63,6 @@ def describe_machine() -> str:
         cpuinfo = f"model name: {platform.processor() or platform.machine()}"
     simd = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: None)()
     line = cpu_summary(cpuinfo, os.cpu_count() or 1, simd)
-    if torch.cuda.is_available():
+    if include_gpu and torch.cuda.is_available():
         line += f"; GPU {torch.cuda.get_device_name(0)} x {torch.cuda.device_count()}"
     return line
