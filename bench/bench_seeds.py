@@ -9,10 +9,11 @@
 - the cost of the threshold search relative to plain export (goal <= 1.5x), from the export's own timers.
 
     PYTHONPATH=. python bench/bench_seeds.py [--configfile configs/demo.yaml] [--workdir DIR] [--cores 2]
-        [--threads 1] [--seeds 0 1 2] [--set data.synthetic.family_size=2 ...]
+        [--threads 1] [--seeds 0 1 2] [--set data.synthetic.family_size=2 ...] [--variants bas_none cam_none]
 
 With --seeds, each training seed (the config's `seed`) runs in its own folder DIR/seed<N> and every number is reported
-as mean ± sd over the seeds; --set changes config values first (bench_variant.py's syntax).
+as mean ± sd over the seeds; --set changes config values first (bench_variant.py's syntax); --variants runs only the
+named rows (and trains only the baselines they need): a BAS-against-CAM probe of a new set.
 
 Exports run with one torch thread by default: on a busy 2-core machine two intra-op threads made the export ~40x
 slower (OpenMP threads waiting on each other), which would distort the cost ratio.
@@ -94,9 +95,12 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
          "--configfile", str(config_path), "--cores", str(a.cores), str(res / "bas_seed" / "model.pt"),
          str(train_labels), str(eval_labels)], work / bench / "snakemake.log", work)
 
-    # 2. the two baselines, same backbone and data
+    # 2. the baselines the variants need, same backbone and data
     bas = config["bas"]
+    variants = select_variants(a.variants, bas.get("class_agnostic", True))
+    needed = {v[1] for v in variants} | ({"cam"} if any(v[3] for v in variants) else set())
     baselines = {"lambda0": (dict(bas, **{"lambda": 0.0, "class_agnostic": False}), "bas"), "cam": (bas, "cam")}
+    baselines = {k: v for k, v in baselines.items() if k in needed}
     models = {"bas": res / "bas_seed" / "model.pt"}
     for name, (settings, method) in baselines.items():
         models[name] = bench / f"{name}_model.pt"
@@ -112,19 +116,9 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
 
     # 3. seed variants: export the eval split with the search on, evaluate
     seeds = dict(config["seeds"], threshold_search=dict(config["seeds"]["threshold_search"], enabled=True))
-    variants = [
-        ("BAS", "bas", "none", False),
-        ("BAS, fusion average", "bas", "average", False),
-        ("BAS, fusion replace", "bas", "replace", False),
-        ("BAS + CAM (fuse_cam)", "bas", "none", True),
-        ("lambda = 0 baseline", "lambda0", "none", False),
-        ("CAM baseline", "cam", "none", False),
-    ]
-    if not bas.get("class_agnostic", True):
-        variants = [v for v in variants if v[2] == "none"]
     rows = []
     for label, model, fusion, fuse_cam in variants:
-        key = f"{model}_{fusion}" + ("_fusecam" if fuse_cam else "")
+        key = variant_key((label, model, fusion, fuse_cam))
         out_dir, metrics = bench / key, bench / f"{key}_seed_miou.json"
         settings = dict(seeds, foreground_fusion=fusion, fuse_cam=fuse_cam)
         cmd = [py, "-m", "bas_seed.export", "--voc-root", str(voc), "--labels", str(eval_labels), "--eval-labels",
@@ -160,6 +154,34 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
     return config, rows, times
 
 
+VARIANTS = [  # (label, model, foreground fusion, fuse_cam); key = model_fusion[_fusecam]
+    ("BAS", "bas", "none", False),
+    ("BAS, fusion average", "bas", "average", False),
+    ("BAS, fusion replace", "bas", "replace", False),
+    ("BAS + CAM (fuse_cam)", "bas", "none", True),
+    ("lambda = 0 baseline", "lambda0", "none", False),
+    ("CAM baseline", "cam", "none", False),
+]
+
+
+def variant_key(variant: tuple) -> str:
+    return f"{variant[1]}_{variant[2]}" + ("_fusecam" if variant[3] else "")
+
+
+def select_variants(keys: list[str] | None, class_agnostic: bool = True) -> list[tuple]:
+    """The variants to run, in table order: all by default, else those whose key is in ``keys`` (a probe of BAS
+    against the CAM alone: ``--variants bas_none cam_none``). Without the class-agnostic head only the fusion-free
+    ones exist."""
+    known = [variant_key(v) for v in VARIANTS]
+    unknown = sorted(set(keys or []) - set(known))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    chosen = [v for v in VARIANTS if keys is None or variant_key(v) in keys]
+    if not class_agnostic:
+        chosen = [v for v in chosen if v[2] == "none"]
+    return chosen
+
+
 def mean_sd(values: list) -> str:
     """'m ± sd' over the non-missing values (sample sd; one value: just the value)."""
     v = [x for x in values if x is not None]
@@ -179,11 +201,14 @@ def report(a, config: dict, runs: dict[int, tuple[list[dict], dict[str, float]]]
     synthetic = config["data"].get("synthetic") or {}
     dataset = ("real data" if config["data"]["root"] else
                f"synthetic set seed {synthetic.get('seed')}, family_size {synthetic.get('family_size', 1)}, "
-               f"part_radius {synthetic.get('part_radius', 0.2)}")
+               f"part_radius {synthetic.get('part_radius', 0.2)}"
+               + (f", context halos {synthetic['context_halo_prob']} x {synthetic.get('context_halo_scale', 1.6)}"
+                  if synthetic.get("context_halo_prob") else ""))
     lines = [
         "## Seeds (stage 2: bench/bench_seeds.py)", "",
         f"`python bench/bench_seeds.py --configfile {a.configfile} --seeds {' '.join(map(str, runs))}"
-        + "".join(f" --set {s}" for s in a.set) + f"`: experiment `{config['experiment']}` ({dataset}), device "
+        + "".join(f" --set {s}" for s in a.set)
+        + (f" --variants {' '.join(a.variants)}" if getattr(a, "variants", None) else "") + f"`: experiment `{config['experiment']}` ({dataset}), device "
         f"`{config['device']}`, {a.cores} cores used, {describe_machine()}, export threads "
         f"{a.threads}, {time.strftime('%Y-%m-%d %H:%M')}. BAS backbone ResNet-{bas['depth']}, {bas['epochs']} epochs; "
         f"scales {seeds['scales']}; seed mIoU on `{config['data']['eval_split']}` ({first[0]['n_images']} images), "
@@ -232,6 +257,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of each export (1: see the note below)")
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--block", default="bench_seeds", help="name of the RESULTS.md block to replace")
+    p.add_argument("--variants", nargs="+", metavar="KEY",
+                   help="run only these variants (keys as in summary.json: bas_none, bas_average, bas_replace, "
+                   "bas_none_fusecam, lambda0_none, cam_none); default: all")
     a = p.parse_args()
     import yaml
 

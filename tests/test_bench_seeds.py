@@ -3,6 +3,8 @@ import importlib.util
 from argparse import Namespace
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("bench_seeds", ROOT / "bench" / "bench_seeds.py")
 bench_seeds = importlib.util.module_from_spec(spec)
@@ -71,3 +73,13 @@ def test_end_to_end_on_the_test_config_then_a_rerun_reuses_every_export(tmp_path
     times = json.loads(summary_path.read_text())["times"]
     assert not [k for k in times if k.startswith(("train ", "export "))], times
     assert results.read_text().count("<!-- e2e:start -->") == 1   # the block replaced, not appended again
+
+
+def test_select_variants_keeps_table_order_and_rejects_unknown_keys():
+    keys = [bench_seeds.variant_key(v) for v in bench_seeds.select_variants(["cam_none", "bas_none"])]
+    assert keys == ["bas_none", "cam_none"]                  # table order, not the order asked
+    assert len(bench_seeds.select_variants(None)) == 6
+    assert [bench_seeds.variant_key(v) for v in bench_seeds.select_variants(None, class_agnostic=False)] == [
+        "bas_none", "bas_none_fusecam", "lambda0_none", "cam_none"]
+    with pytest.raises(SystemExit, match="bas_mean"):
+        bench_seeds.select_variants(["bas_mean"])

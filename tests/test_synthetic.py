@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from wsss_common.synthetic import check_settings, class_style, generate, shape_mask
@@ -152,3 +153,36 @@ def test_body_swap_changes_bodies_but_never_parts(tmp_path):
             if (b == k).sum() >= 100:              # a visible object (a later one may hide a small one's part)
                 objects, with_part = objects + 1, with_part + int(near[k])
     assert objects > 5 and with_part >= 0.8 * objects and differ >= 6
+
+
+def test_context_halo_surrounds_an_object_with_its_own_class_context_labelled_background(tmp_path):
+    """One object per image: the halo draws come after the object's geometry, so the masks of the sets with and
+    without halos are equal, and every pixel the halo repaints is background, near its object, in the colours of
+    the object's class's context (not another class's)."""
+    from wsss_common.synthetic import CONTEXTS, background
+
+    settings = {"seed": 4, "n_train": 12, "n_train_seg": 2, "n_val": 1, "min_side": 64, "max_side": 80,
+                "max_objects": 1, "context_prob": 0.0, "jpeg_quality": [95, 95]}
+    plain = generate(tmp_path / "p" / "VOC2012", settings, TINY_CLASSES, progress=False)
+    halo = generate(tmp_path / "h" / "VOC2012", {**settings, "context_halo_prob": 1.0}, TINY_CLASSES,
+                    progress=False)
+    means = np.stack([background(c, 64, 64, np.random.default_rng(0)).reshape(-1, 3).mean(0)
+                      for c in range(len(CONTEXTS))])
+    checked = 0
+    for i in read_split_ids(plain, "train_aug"):
+        mask = load_mask(plain, i)
+        assert np.array_equal(mask, load_mask(halo, i))
+        a, b = (load_image(r, i).astype(np.float32) / 255 for r in (plain, halo))
+        k = int(max(set(np.unique(mask).tolist()) - {0, 255}))
+        repainted = (np.abs(a - b).max(axis=2) > 0.2) & (mask == 0)
+        assert not ((np.abs(a - b).max(axis=2) > 0.2) & (mask == k)).any()   # the object itself is untouched
+        if repainted.sum() < 50:   # the background already looked like the halo's context
+            continue
+        near = ndimage.binary_dilation(mask != 0, iterations=40)
+        assert (repainted & ~near).sum() <= 0.02 * repainted.sum()            # around the object only
+        colour = b[repainted].mean(0)
+        assert np.argmin(np.abs(means - colour).sum(axis=1)) == class_style(k).context
+        checked += 1
+    assert checked >= 6
+    with pytest.raises(ValueError, match="context_halo_prob"):
+        check_settings({"context_halo_prob": 1.5}, TINY_CLASSES)

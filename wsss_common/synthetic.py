@@ -11,7 +11,9 @@ It is built to carry the difficulties WSSS is about, so that seed/mask/val mIoU 
   of the class (its own with probability 1 - q + q / K), spread over many pixels, while the part stays certain.
   ``part_radius`` is the part's radius in units of the object's radius;
 - class/context co-occurrence: each class prefers one background texture (the boat-on-water effect), drawn with
-  probability ``context_prob``;
+  probability ``context_prob``. With ``context_halo_prob`` p > 0 an object is also, with probability p, surrounded
+  by its class's context (an ellipse ``context_halo_scale`` times the object's radius, labelled background): local
+  context as discriminative as it is frequent, which a CAM lights next to the object's own body;
 - 1..max_objects objects per image, several classes per image, sizes from small to large, partial occlusion
   (later objects cover earlier ones) and cut-off at the border, varied image sizes and aspect ratios, JPEG
   compression;
@@ -234,6 +236,13 @@ def render_image(settings: dict, num_fg: int, rng: np.random.Generator):
         m = shape_mask(st.shape, u, v)
         if m.sum() < 4:
             continue
+        halo = float(settings.get("context_halo_prob", 0.0))
+        if halo > 0 and rng.random() < halo:  # (no draw at 0: the sets without halos stay byte-identical)
+            # the class's own context around the object (water around a boat, a road under a car): background
+            # pixels that co-occur with the class, lit by a CAM as much as they predict it
+            ring = (np.hypot(u, v) <= float(settings.get("context_halo_scale", 1.6))) & ~m
+            img[ring] = background(st.context, h, w, rng)[ring]
+            label[ring] = 0
         shade = 0.85 + 0.15 * np.clip(1 - 0.5 * (u + v), 0, 2)[..., None] / 2
         img[m] = (texture(st, u, v) * shade)[m]
         part = (np.hypot(u - st.part_pos[1], v - st.part_pos[0]) <= settings.get("part_radius", 0.2)) & m
