@@ -127,8 +127,11 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
                device, "--threads", export_threads, "--timing", str(bench / f"{key}_timing.json")]
         if fuse_cam:
             cmd += ["--cam-model", str(models["cam"])]
-        record = work / bench / f"{key}_exported_with.json"  # a rerun with the same models and settings reuses it
-        wanted = {"cmd": cmd, "models": {n: (work / models[n]).stat().st_mtime_ns for n in models}}
+        # a rerun with the same settings and the same models this export reads reuses it (a model trained later for
+        # another row, as the lambda = 0 one after a --variants probe, does not redo it)
+        record = work / bench / f"{key}_exported_with.json"
+        used = [model] + (["cam"] if fuse_cam else [])
+        wanted = {"cmd": cmd, "models": {n: (work / models[n]).stat().st_mtime_ns for n in used}}
         if not (work / metrics).is_file() or not record.is_file() or read_json(record) != wanted:
             times[f"export {key}"] = run(cmd, work / bench / f"export_{key}.log", work)
             index = {"format": "wsss-index/1", "suffix": ".npz",
