@@ -13,7 +13,8 @@ On the evaluation split (VOC train, 1464 images) it reports:
   gets), each with its best threshold;
 - ``object_pixels``: recall and precision of object pixels (class-correct, and class-agnostic ``fg_*``) at the best
   global threshold (``image_specific_object_pixels`` at the image-specific ones; each variant its own): a CAM that
-  fires on the discriminative part has a low recall (issue 11 item 3);
+  fires on the discriminative part has a low recall (issue 11 item 3); ``object_pixels_sweep``: the same at every
+  threshold of the sweep (the recall / precision curve: recall at a given precision compares two maps at equal spill);
 - ``best_threshold_on_edge`` (and ``on_edge`` per variant), with a warning in the log and in ``warnings``, when a best
   threshold is the first or last value of the sweep: the optimum may then lie outside it.
 """
@@ -112,7 +113,8 @@ def best_of_sweep(confs: np.ndarray, sweep: np.ndarray, class_names: list[str]) 
     return {"miou": s["miou"], "per_class": s["per_class"], "best_threshold": float(sweep[best]),
             "object_pixels": object_pixels(confs[best]), "best_index": best,
             "on_edge": len(sweep) > 1 and best in (0, len(sweep) - 1),
-            "threshold_sweep": {f"{t:.4g}": m for t, m in zip(sweep, sweep_miou)}}
+            "threshold_sweep": {f"{t:.4g}": m for t, m in zip(sweep, sweep_miou)},
+            "object_pixels_sweep": {f"{t:.4g}": object_pixels(conf) for t, conf in zip(sweep, confs)}}
 
 
 VARIANT_MEANING = {
@@ -130,6 +132,7 @@ def summarize(result: dict, sweep: np.ndarray, fixed_threshold: float, class_nam
         "best_threshold_on_edge": headline["on_edge"],
         "object_pixels": headline["object_pixels"],  # recall / precision at the best global threshold
         "threshold_sweep": headline["threshold_sweep"],
+        "object_pixels_sweep": headline["object_pixels_sweep"],  # the recall / precision curve over the sweep
         "fixed_threshold": float(fixed_threshold),
         "fixed_threshold_miou": scores(result["fixed"], class_names)["miou"],
         "image_specific_miou": None, "image_specific_per_class": None, "image_specific_object_pixels": None,

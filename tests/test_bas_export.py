@@ -263,6 +263,18 @@ def test_seed_metrics_of_hand_made_seeds(tiny_voc, tmp_path):
     assert extra["object_pixels"] == {"recall": 100.0, "precision": 100.0, "fg_recall": 100.0, "fg_precision": 100.0}
     assert extra["image_specific_object_pixels"]["recall"] == 0.0
     assert extra["image_specific_object_pixels"]["precision"] is None
+    # the curve: 0.5 is the best point; at 0.05 every pixel of a labelled image is an object of its best class (the
+    # GT's on the GT pixels), so recall is 100 and precision the objects' share of those images' non-void pixels
+    curve = extra["object_pixels_sweep"]
+    assert list(curve) == ["0.05", "0.5"] and curve["0.5"] == extra["object_pixels"]
+    objects = labelled = 0
+    for image_id, keys in labels.items():
+        gt = load_mask(tiny_voc["root"], image_id)
+        if keys:
+            objects += int(((gt > 0) & (gt < 255)).sum())
+            labelled += int((gt < 255).sum())
+    assert curve["0.05"]["recall"] == 100.0 and curve["0.05"]["fg_recall"] == 100.0
+    assert curve["0.05"]["fg_precision"] == pytest.approx(100.0 * objects / labelled, abs=1e-3)
 
 
 def test_variants_get_their_own_sweep_and_a_best_threshold_on_the_edge_is_flagged(tiny_voc, tmp_path):

@@ -30,10 +30,38 @@ def test_report_gives_one_row_per_variant_over_the_seeds():
             1: ([_row("bas", 54.0, 84.0), _row("cam", 44.0, 60.0)], {"train": 2.0})}
     args = Namespace(configfile="configs/test.yaml", set=["data.synthetic.family_size=2"], cores=2, threads=1)
     text = bench_seeds.report(args, config, runs)
-    assert "| BAS | 52.00 ± 2.83 | 51.00 ± 2.83 | 82.00 ± 2.83 | 70.00 ± 0.00 | 87.00 ± 2.83 | 0.30 / 0.30 |" in text
+    assert "| BAS | 52.00 ± 2.83 | 51.00 ± 2.83 | 82.00 ± 2.83 | 70.00 ± 0.00 | 87.00 ± 2.83 | n/a | 0.30 / 0.30 |" \
+        in text
     assert "| CAM | 42.00 ± 2.83 | 41.00 ± 2.83 | 55.00 ± 7.07 |" in text
     assert "--seeds 0 1 --set data.synthetic.family_size=2" in text
     assert "2.50-2.50x" in text          # (export + search) / export from the timers
+
+
+def _point(recall, precision):
+    return {"recall": recall, "precision": precision, "fg_recall": recall, "fg_precision": precision}
+
+
+def test_recall_at_precision_is_the_best_recall_that_spills_no_more():
+    # a CAM-like curve: lowering the threshold buys recall with precision
+    curve = {"0.1": _point(80.0, 50.0), "0.2": _point(70.0, 62.0), "0.3": _point(55.0, 70.0),
+             "0.9": _point(0.0, None)}
+    assert bench_seeds.recall_at_precision(curve, 60.0) == 70.0     # 0.2 is the lowest threshold with >= 60
+    assert bench_seeds.recall_at_precision(curve, 62.0) == 70.0     # "at least": equal precision counts
+    assert bench_seeds.recall_at_precision(curve, 65.0) == 55.0
+    assert bench_seeds.recall_at_precision(curve, 75.0) is None     # never that precise
+    assert bench_seeds.recall_at_precision(None, 60.0) is None
+    assert bench_seeds.recall_at_precision(curve, None) is None
+
+
+def test_every_row_gets_its_recall_at_plain_bas_precision():
+    rows = [{"key": "bas_none", "precision": 64.0, "curve": {"0.4": _point(71.0, 64.0), "0.3": _point(75.0, 60.0)}},
+            {"key": "cam_none", "precision": 58.0, "curve": {"0.2": _point(72.0, 58.0), "0.3": _point(61.0, 65.0)}}]
+    bench_seeds.add_recall_at_bas_precision(rows)
+    assert rows[0]["recall_at_bas_precision"] == 71.0
+    assert rows[1]["recall_at_bas_precision"] == 61.0   # the CAM's 72 costs precision 58 < 64
+    alone = [{"key": "cam_none", "precision": 58.0, "curve": {"0.2": _point(72.0, 58.0)}}]
+    bench_seeds.add_recall_at_bas_precision(alone)
+    assert alone[0]["recall_at_bas_precision"] is None  # no BAS row to compare with
 
 
 def test_end_to_end_on_the_test_config_then_a_rerun_reuses_every_export(tmp_path):
@@ -65,6 +93,12 @@ def test_end_to_end_on_the_test_config_then_a_rerun_reuses_every_export(tmp_path
         assert 0.0 <= row["best_global_miou"] <= 100.0
         assert row["image_specific_miou"] is not None    # every eval image got a searched threshold
         assert row["search_seconds"] > 0.0
+        assert len(row["curve"]) == len(json.loads(
+            (tmp_path / "w" / "seed3" / "results" / "test" / "bench_seeds" / f"{row['key']}_seed_miou.json")
+            .read_text())["threshold_sweep"])
+    bas = summary["rows"][0]
+    if bas["precision"] is not None:                   # its own best point reaches its own precision
+        assert bas["recall_at_bas_precision"] >= bas["recall"]
     assert "train lambda0" in summary["times"] and "train cam" not in summary["times"]   # the probe trained it
     assert sorted(k for k in summary["times"] if k.startswith("export ")) == [
         "export bas_average", "export bas_none_fusecam", "export bas_replace", "export lambda0_none"]
