@@ -186,3 +186,32 @@ def test_context_halo_surrounds_an_object_with_its_own_class_context_labelled_ba
     assert checked >= 6
     with pytest.raises(ValueError, match="context_halo_prob"):
         check_settings({"context_halo_prob": 1.5}, TINY_CLASSES)
+
+
+def test_a_dropped_part_leaves_the_body_and_the_mask_as_they_were(tmp_path):
+    """One object per image, part_drop_prob 1: the masks equal those of the set with parts, and the pixels that
+    change are the part's disc, inside the object, where the set with parts shows the class's part colour."""
+    settings = {"seed": 5, "n_train": 10, "n_train_seg": 2, "n_val": 1, "min_side": 64, "max_side": 80,
+                "max_objects": 1, "context_prob": 0.0, "jpeg_quality": [95, 95], "part_radius": 0.3}
+    plain = generate(tmp_path / "p" / "VOC2012", settings, TINY_CLASSES, progress=False)
+    dropped = generate(tmp_path / "d" / "VOC2012", {**settings, "part_drop_prob": 1.0}, TINY_CLASSES,
+                       progress=False)
+    checked = 0
+    for i in read_split_ids(plain, "train_aug"):
+        mask = load_mask(plain, i)
+        assert np.array_equal(mask, load_mask(dropped, i))
+        a, b = (load_image(r, i).astype(np.float32) / 255 for r in (plain, dropped))
+        k = int(max(set(np.unique(mask).tolist()) - {0, 255}))
+        changed = np.abs(a - b).max(axis=2) > 0.3
+        assert changed.sum() > 0                                            # every object lost its part
+        assert (changed & (mask != k) & (mask != 255)).sum() <= 0.02 * changed.sum()   # inside the object only
+        part = np.asarray(class_style(k).part_color, np.float32)
+        # where the plain set shows the part colour (JPEG's chroma subsampling blurs the saturated disc) and the
+        # dropped one shows something far from it
+        near_plain = np.abs(np.median(a[changed], axis=0) - part).max()
+        near_dropped = np.abs(np.median(b[changed], axis=0) - part).max()
+        assert near_plain < 0.25 and near_dropped > near_plain + 0.2, (near_plain, near_dropped)
+        checked += 1
+    assert checked == 10
+    with pytest.raises(ValueError, match="part_drop_prob"):
+        check_settings({"part_drop_prob": -0.1}, TINY_CLASSES)

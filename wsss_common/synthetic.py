@@ -14,6 +14,9 @@ It is built to carry the difficulties WSSS is about, so that seed/mask/val mIoU 
   probability ``context_prob``. With ``context_halo_prob`` p > 0 an object is also, with probability p, surrounded
   by its class's context (an ellipse ``context_halo_scale`` times the object's radius, labelled background): local
   context as discriminative as it is frequent, which a CAM lights next to the object's own body;
+- ``part_drop_prob`` p: with probability p an object has no part (a face turned away), so that the part's share of
+  a class's evidence varies from image to image: a map that grades the part above the body then meets no single
+  global threshold that fits both kinds of object;
 - 1..max_objects objects per image, several classes per image, sizes from small to large, partial occlusion
   (later objects cover earlier ones) and cut-off at the border, varied image sizes and aspect ratios, JPEG
   compression;
@@ -245,8 +248,10 @@ def render_image(settings: dict, num_fg: int, rng: np.random.Generator):
             label[ring] = 0
         shade = 0.85 + 0.15 * np.clip(1 - 0.5 * (u + v), 0, 2)[..., None] / 2
         img[m] = (texture(st, u, v) * shade)[m]
-        part = (np.hypot(u - st.part_pos[1], v - st.part_pos[0]) <= settings.get("part_radius", 0.2)) & m
-        img[part] = np.asarray(st.part_color, np.float32)
+        drop = float(settings.get("part_drop_prob", 0.0))
+        if not (drop > 0 and rng.random() < drop):  # (no draw at 0: the sets without dropped parts stay identical)
+            part = (np.hypot(u - st.part_pos[1], v - st.part_pos[0]) <= settings.get("part_radius", 0.2)) & m
+            img[part] = np.asarray(st.part_color, np.float32)
         label[m] = k
     img = np.clip(img + 0.03 * rng.standard_normal(img.shape).astype(np.float32), 0, 1)
     img8 = (img * 255 + 0.5).astype(np.uint8)
