@@ -155,25 +155,30 @@ def test_body_swap_changes_bodies_but_never_parts(tmp_path):
     assert objects > 5 and with_part >= 0.8 * objects and differ >= 6
 
 
+def _one_object_pairs(tmp_path, seed, n, changed_settings, **settings):
+    """Two sets of one object per image, the second with ``changed_settings``: per image (mask, image of the first,
+    image of the second, the object's class), after checking that the two masks are equal."""
+    settings = {"seed": seed, "n_train": n, "n_train_seg": 2, "n_val": 1, "min_side": 64, "max_side": 80,
+                "max_objects": 1, "context_prob": 0.0, "jpeg_quality": [95, 95], **settings}
+    plain = generate(tmp_path / "p" / "VOC2012", settings, TINY_CLASSES, progress=False)
+    other = generate(tmp_path / "o" / "VOC2012", {**settings, **changed_settings}, TINY_CLASSES, progress=False)
+    for i in read_split_ids(plain, "train_aug"):
+        mask = load_mask(plain, i)
+        assert np.array_equal(mask, load_mask(other, i))
+        a, b = (load_image(r, i).astype(np.float32) / 255 for r in (plain, other))
+        yield mask, a, b, int(max(set(np.unique(mask).tolist()) - {0, 255}))
+
+
 def test_context_halo_surrounds_an_object_with_its_own_class_context_labelled_background(tmp_path):
     """One object per image: the halo draws come after the object's geometry, so the masks of the sets with and
     without halos are equal, and every pixel the halo repaints is background, near its object, in the colours of
     the object's class's context (not another class's)."""
     from wsss_common.synthetic import CONTEXTS, background
 
-    settings = {"seed": 4, "n_train": 12, "n_train_seg": 2, "n_val": 1, "min_side": 64, "max_side": 80,
-                "max_objects": 1, "context_prob": 0.0, "jpeg_quality": [95, 95]}
-    plain = generate(tmp_path / "p" / "VOC2012", settings, TINY_CLASSES, progress=False)
-    halo = generate(tmp_path / "h" / "VOC2012", {**settings, "context_halo_prob": 1.0}, TINY_CLASSES,
-                    progress=False)
     means = np.stack([background(c, 64, 64, np.random.default_rng(0)).reshape(-1, 3).mean(0)
                       for c in range(len(CONTEXTS))])
     checked = 0
-    for i in read_split_ids(plain, "train_aug"):
-        mask = load_mask(plain, i)
-        assert np.array_equal(mask, load_mask(halo, i))
-        a, b = (load_image(r, i).astype(np.float32) / 255 for r in (plain, halo))
-        k = int(max(set(np.unique(mask).tolist()) - {0, 255}))
+    for mask, a, b, k in _one_object_pairs(tmp_path, 4, 12, {"context_halo_prob": 1.0}):
         repainted = (np.abs(a - b).max(axis=2) > 0.2) & (mask == 0)
         assert not ((np.abs(a - b).max(axis=2) > 0.2) & (mask == k)).any()   # the object itself is untouched
         if repainted.sum() < 50:   # the background already looked like the halo's context
@@ -191,17 +196,8 @@ def test_context_halo_surrounds_an_object_with_its_own_class_context_labelled_ba
 def test_a_dropped_part_leaves_the_body_and_the_mask_as_they_were(tmp_path):
     """One object per image, part_drop_prob 1: the masks equal those of the set with parts, and the pixels that
     change are the part's disc, inside the object, where the set with parts shows the class's part colour."""
-    settings = {"seed": 5, "n_train": 10, "n_train_seg": 2, "n_val": 1, "min_side": 64, "max_side": 80,
-                "max_objects": 1, "context_prob": 0.0, "jpeg_quality": [95, 95], "part_radius": 0.3}
-    plain = generate(tmp_path / "p" / "VOC2012", settings, TINY_CLASSES, progress=False)
-    dropped = generate(tmp_path / "d" / "VOC2012", {**settings, "part_drop_prob": 1.0}, TINY_CLASSES,
-                       progress=False)
     checked = 0
-    for i in read_split_ids(plain, "train_aug"):
-        mask = load_mask(plain, i)
-        assert np.array_equal(mask, load_mask(dropped, i))
-        a, b = (load_image(r, i).astype(np.float32) / 255 for r in (plain, dropped))
-        k = int(max(set(np.unique(mask).tolist()) - {0, 255}))
+    for mask, a, b, k in _one_object_pairs(tmp_path, 5, 10, {"part_drop_prob": 1.0}, part_radius=0.3):
         changed = np.abs(a - b).max(axis=2) > 0.3
         assert changed.sum() > 0                                            # every object lost its part
         assert (changed & (mask != k) & (mask != 255)).sum() <= 0.02 * changed.sum()   # inside the object only
