@@ -248,3 +248,19 @@ def load_model(checkpoint_path, map_location="cpu") -> nn.Module:
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The ResNet of a trained BASNet or CAMNet as a torchvision-format state dict (``conv1``, ``bn1``,
+    ``layer1``..``layer4``; no ``fc``), the format of the config key ``imagenet_weights``: a network trained on one
+    set can initialise the models of another, as the ImageNet file does on real photos."""
+    names = {"stem.0.": "conv1.", "stem.1.": "bn1."}
+    state = {}
+    for key, value in model.state_dict().items():
+        for old, new in names.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        if key.startswith(("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")):
+            state[key] = value.detach().clone()
+    return state

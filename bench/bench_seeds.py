@@ -73,6 +73,15 @@ def fmt(v) -> str:
     return "n/a" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
 
 
+def baseline_train_command(voc: Path, labels: Path, settings: dict, method: str, out: Path, loss_log: Path,
+                           device: str, threads: str, seed: str, weights: str | None) -> list[str]:
+    """``bas_seed.train`` for a baseline (lambda = 0 or the CAM), from the config's ``imagenet_weights`` when it has
+    one, as the workflow's BAS model: Tables 6 and 9 compare methods from one initialisation."""
+    return ([sys.executable, "-m", "bas_seed.train", "--voc-root", str(voc), "--labels", str(labels), "--settings",
+             json.dumps(settings), "--method", method, "--out", str(out), "--loss-log", str(loss_log), "--device",
+             device, "--threads", threads, "--seed", seed] + (["--imagenet-weights", str(weights)] if weights else []))
+
+
 def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[str, float]]:
     """One training seed: the config's BAS model (workflow), the lambda = 0 and CAM models, every seed variant
     exported and evaluated in ``work``. Returns (validated config, rows, wall times)."""
@@ -102,15 +111,16 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
     baselines = {"lambda0": (dict(bas, **{"lambda": 0.0, "class_agnostic": False}), "bas"), "cam": (bas, "cam")}
     baselines = {k: v for k, v in baselines.items() if k in needed}
     models = {"bas": res / "bas_seed" / "model.pt"}
+    weights = config["imagenet_weights"]  # the baselines start where the workflow's BAS model starts
     for name, (settings, method) in baselines.items():
         models[name] = bench / f"{name}_model.pt"
         record = work / bench / f"{name}_trained_with.json"  # retrain when the settings or seed changed
-        wanted = {"settings": settings, "method": method, "seed": seed, "labels": str(train_labels)}
+        wanted = {"settings": settings, "method": method, "seed": seed, "labels": str(train_labels),
+                  "imagenet_weights": weights}
         if not (work / models[name]).is_file() or not record.is_file() or read_json(record) != wanted:
             times[f"train {name}"] = run(
-                [py, "-m", "bas_seed.train", "--voc-root", str(voc), "--labels", str(train_labels), "--settings",
-                 json.dumps(settings), "--method", method, "--out", str(models[name]), "--loss-log",
-                 str(bench / f"{name}_loss_log.jsonl"), "--device", device, "--threads", threads, "--seed", seed],
+                baseline_train_command(voc, train_labels, settings, method, models[name],
+                                       bench / f"{name}_loss_log.jsonl", device, threads, seed, weights),
                 work / bench / f"train_{name}.log", work)
             record.write_text(json.dumps(wanted))
 

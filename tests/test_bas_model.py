@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bas_seed.data import normalize
-from bas_seed.model import BASNet, CAMNet, build_model, load_model, model_config_of
+from bas_seed.model import BASNet, CAMNet, backbone_state_dict, build_model, load_model, model_config_of
 from wsss_common.training import save_checkpoint
 
 torch.set_num_threads(1)
@@ -112,6 +112,35 @@ def test_checkpoint_round_trip_needs_only_the_model_config(tmp_path, method):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.localization_maps(x), net.localization_maps(x))
+
+
+def _backbone_features(net, x):
+    return net.layer4(net.layer3(net.layer2(net.layer1(net.stem(x)))))
+
+
+@pytest.mark.parametrize("source, target", [("cam", "bas"), ("bas", "cam")])
+def test_a_trained_backbone_initialises_the_other_method_through_imagenet_weights(tmp_path, source, target):
+    """The exported ResNet loads as ``imagenet_weights`` (torchvision names, strict apart from fc) into a fresh net
+    of either method, BN statistics included; a wrong name mapping fails to load or changes the features."""
+    torch.manual_seed(0)
+    net = build_model({"method": source, "depth": 18, "num_fg": 3, "class_agnostic": source == "bas"})
+    with torch.no_grad():  # weights and BN statistics unlike any fresh net's
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        for name, b in net.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                b.mul_(1.5).add_(0.2)
+    state = backbone_state_dict(net)
+    assert set(k.split(".")[0] for k in state) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"}
+    torch.save(state, tmp_path / "backbone.pth")
+    fresh = build_model({"method": target, "depth": 18, "num_fg": 3, "class_agnostic": target == "bas"}).eval()
+    loaded = build_model({"method": target, "depth": 18, "num_fg": 3, "class_agnostic": target == "bas"},
+                         weights=str(tmp_path / "backbone.pth")).eval()
+    x = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        expected = _backbone_features(net.eval(), x)
+        assert torch.allclose(_backbone_features(loaded, x), expected, atol=1e-5)
+        assert not torch.allclose(_backbone_features(fresh, x), expected, atol=1e-2)
 
 
 def test_bad_model_config_and_missing_checkpoint_are_clear_errors(tmp_path):

@@ -64,6 +64,18 @@ def test_every_row_gets_its_recall_at_plain_bas_precision():
     assert alone[0]["recall_at_bas_precision"] is None  # no BAS row to compare with
 
 
+def test_baselines_start_from_the_configured_backbone_weights():
+    """The lambda = 0 and CAM baselines start where the workflow's BAS model starts (voc12: the ImageNet file);
+    before session 14 they always started from random init, so voc12's Tables 6 and 9 compared unequal inits."""
+    args = (Path("VOC2012"), Path("train_aug.json"), {"method": "bas"}, "cam", Path("cam.pt"), Path("log.jsonl"),
+            "cpu", "2", "0")
+    with_weights = bench_seeds.baseline_train_command(*args, "pretrained/resnet50-19c8e357.pth")
+    at = with_weights.index("--imagenet-weights")
+    assert with_weights[at + 1] == "pretrained/resnet50-19c8e357.pth"
+    assert with_weights[with_weights.index("--method") + 1] == "cam"
+    assert "--imagenet-weights" not in bench_seeds.baseline_train_command(*args, None)
+
+
 def test_end_to_end_on_the_test_config_then_a_rerun_reuses_every_export(tmp_path):
     """A --variants probe, then the whole command on configs/test.yaml with the demo's search scope (eval_split,
     which needs --eval-labels: the breakage that went unseen in session 5), then the same command again. The whole
