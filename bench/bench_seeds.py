@@ -116,7 +116,8 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
         models[name] = bench / f"{name}_model.pt"
         record = work / bench / f"{name}_trained_with.json"  # retrain when the settings or seed changed
         wanted = {"settings": settings, "method": method, "seed": seed, "labels": str(train_labels),
-                  "imagenet_weights": weights}
+                  "imagenet_weights": weights,  # a new file under the same name retrains, as in the workflow
+                  "imagenet_weights_mtime": (work / weights).stat().st_mtime_ns if weights else None}
         if not (work / models[name]).is_file() or not record.is_file() or read_json(record) != wanted:
             times[f"train {name}"] = run(
                 baseline_train_command(voc, train_labels, settings, method, models[name],
