@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from wsss_common.io import DataError, atomic_path, read_json, write_json_atomic
@@ -186,6 +187,10 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
         allow_checkpoint_globals()
         cfg.load_from = str(checkpoint)
         cfg.resume = True
+    # mmengine keys its process-wide Visualizer, MMLogger and DefaultScope by experiment name, which is the config's
+    # stem plus a one-second timestamp: a second Runner within that second (tests, a notebook) would get the first
+    # run's instances and write its config and log into the first run's work dir. A unique name per run avoids it.
+    cfg.experiment_name = f"{Path(settings['model_config']).stem}_{uuid.uuid4().hex[:8]}"
     started = time.time()
     runner = Runner.from_cfg(cfg)
     runner.train()

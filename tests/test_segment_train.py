@@ -314,3 +314,25 @@ def test_a_diverged_run_fails_instead_of_exporting_nan_weights(tiny_voc, pseudo_
     with pytest.raises(DataError, match="diverged.*segment.lr"):
         _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
     assert not (tmp_path / "model.pth").exists()
+
+
+def test_two_runs_in_the_same_second_write_into_their_own_work_dirs(tiny_voc, pseudo_index, tmp_path, monkeypatch):
+    """mmengine names its process-wide Visualizer/MMLogger after the config stem and a one-second timestamp; CI once
+    failed when a test's Runner got the previous test's Visualizer and wrote its config into that test's work dir. With
+    the clock frozen, both runs share the timestamp: each run's config and log must still land in its own work dir."""
+    import time
+    import types
+
+    import mmengine.runner.runner as runner_module
+
+    frozen = types.SimpleNamespace(time=lambda: 1_800_000_000.0, strftime=time.strftime, localtime=time.localtime,
+                                   sleep=time.sleep, perf_counter=time.perf_counter)
+    monkeypatch.setattr(runner_module, "time", frozen)
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(1_800_000_000.0))
+    for name in ("first", "second"):
+        _run(tiny_voc, pseudo_index, tmp_path / name, tmp_path / f"{name}.pth")
+    for name in ("first", "second"):
+        log_dir = tmp_path / name / stamp
+        assert (log_dir / "vis_data" / "config.py").is_file(), name
+        assert str(tmp_path / name) in (log_dir / "vis_data" / "config.py").read_text(), name
+        assert "Iter(train)" in (log_dir / f"{stamp}.log").read_text(), name
