@@ -146,6 +146,8 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
                     "class_agnostic": bool(settings["class_agnostic"]) and method == "bas",
                     "agnostic_backbone_gradient": bool(settings["agnostic_backbone_gradient"]) and method == "bas"}
     model = build_model(model_config, weights=imagenet_weights, **training_options)
+    backbone_init = str(imagenet_weights) if imagenet_weights else "random"
+    log.info("%s backbone from %s", method, backbone_init)
     model_config = model_config_of(model, settings["depth"])
     groups = param_groups(model, r["lr"], r["new_layer_lr_mult"],
                           train_biases=True if method == "cam" else settings["train_biases"],
@@ -240,7 +242,7 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
             dist.barrier()
 
     final = {"model": model.state_dict(), "model_config": model_config, "epoch": r["epochs"], "step": step,
-             "optimizer": optimizer.state_dict(), "settings": settings, "seed": seed}
+             "optimizer": optimizer.state_dict(), "settings": settings, "seed": seed, "backbone_init": backbone_init}
     if main_process:
         save_checkpoint(out, **final)
         partial.unlink(missing_ok=True)

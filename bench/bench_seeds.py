@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_variant import apply_override  # noqa: E402
 from bench.results_block import replace_block  # noqa: E402
-from wsss_common.config import validate_config  # noqa: E402
+from wsss_common.config import initial_weights, validate_config  # noqa: E402
 from wsss_common.devices import describe_machine  # noqa: E402
 from wsss_common.io import read_json  # noqa: E402
 
@@ -111,7 +111,7 @@ def bench_one(config_path: Path, work: Path, a) -> tuple[dict, list[dict], dict[
     baselines = {"lambda0": (dict(bas, **{"lambda": 0.0, "class_agnostic": False}), "bas"), "cam": (bas, "cam")}
     baselines = {k: v for k, v in baselines.items() if k in needed}
     models = {"bas": res / "bas_seed" / "model.pt"}
-    weights = config["imagenet_weights"]  # the baselines start where the workflow's BAS model starts
+    weights = initial_weights(config)  # the baselines start where the workflow's BAS model starts
     for name, (settings, method) in baselines.items():
         models[name] = bench / f"{name}_model.pt"
         record = work / bench / f"{name}_trained_with.json"  # retrain when the settings or seed changed

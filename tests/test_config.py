@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wsss_common.config import ConfigError, load_section, validate_config
+from wsss_common.config import ConfigError, initial_weights, load_section, pretraining_synthetic, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "workflow" / "schemas"
@@ -68,3 +68,24 @@ def test_no_stage_module_keeps_defaults_of_its_own():
     offenders = [str(p.relative_to(ROOT)) for pkg in ("bas_seed", "irn", "segment", "wsss_common")
                  for p in (ROOT / pkg).glob("*.py") if re.search(r"^[A-Z_]*DEFAULTS\s*=", p.read_text(), re.M)]
     assert offenders == []
+
+
+def test_the_pretraining_set_is_the_main_set_with_its_changes_and_the_models_start_from_its_file():
+    config = validate_config({"experiment": "x", "data": {"class_names": ["bg", "a"], "synthetic": {"n_train": 50}},
+                              "bas": {"depth": 34}, "pretraining": {"enabled": True,
+                                                                    "synthetic": {"seed": 7, "part_radius": 0.3}}})
+    merged = pretraining_synthetic(config)
+    assert (merged["seed"], merged["part_radius"], merged["n_train"]) == (7, 0.3, 50)  # changes over the main set
+    assert (config["data"]["synthetic"]["seed"], config["data"]["synthetic"]["part_radius"]) == (0, 0.2)  # untouched
+    assert initial_weights(config) == "results/x/pretraining/pretrained_resnet34.pth"
+    config["pretraining"]["enabled"] = False
+    assert initial_weights(config) is None
+    config["imagenet_weights"] = "w.pth"
+    assert initial_weights(config) == "w.pth"
+    default = validate_config({"experiment": "x", "data": {"class_names": ["bg", "a"]}})
+    assert default["pretraining"] == {"enabled": False, "seed": 0, "synthetic": {"seed": 101}}
+    assert pretraining_synthetic(default)["seed"] == 101
+    with pytest.raises(ConfigError, match="pretraining.synthetic.seed: 0 is data.synthetic.seed"):
+        pretraining_synthetic(dict(default, pretraining={"synthetic": {"seed": 0}}))
+    with pytest.raises(ConfigError, match="pretraining.synthetic.max_objects"):
+        pretraining_synthetic(dict(default, pretraining={"synthetic": {"max_objects": 0}}))

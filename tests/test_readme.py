@@ -91,7 +91,8 @@ def kind(words: list[str]) -> str | None:
 
 @pytest.fixture(scope="session")
 def my_yaml(tmp_path_factory):
-    """configs/demo.yaml with data.root pointed at a tiny generated VOC2012 layout."""
+    """configs/demo.yaml with data.root pointed at a tiny generated VOC2012 layout (and its pretraining off, as README
+    says for a dataset of one's own)."""
     from wsss_common.synthetic import generate
 
     base = tmp_path_factory.mktemp("readme_voc")
@@ -99,6 +100,7 @@ def my_yaml(tmp_path_factory):
     settings = {"seed": 0, "n_train": 2, "n_train_seg": 2, "n_val": 2, "min_side": 32, "max_side": 48}
     root = generate(base / "VOC2012", settings, config["data"]["class_names"], workers=1, progress=False)
     config["data"]["root"] = str(root)
+    config["pretraining"]["enabled"] = False
     path = base / "my.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

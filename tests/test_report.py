@@ -427,6 +427,21 @@ def report_argv(exp: Path, tiny_voc, out: Path, **replace) -> list[str]:
     return argv
 
 
+def test_the_pretraining_cam_gets_its_own_loss_panel(tiny_experiment, tiny_voc, tmp_path):
+    """One seed-network panel per loss log given: the pretraining CAM's comes beside BAS's (and the CAM baseline's)."""
+    from wsss_common.report import main
+
+    widths = {}
+    for name, extra in (("bas", {}), ("cam", {"cam_loss_log": tiny_experiment / "loss.jsonl"}),
+                        ("both", {"cam_loss_log": tiny_experiment / "loss.jsonl",
+                                  "pretraining_loss_log": tiny_experiment / "loss.jsonl"})):
+        out = tmp_path / name
+        main(report_argv(tiny_experiment, tiny_voc, out, **extra))
+        widths[name] = png_pixels(out / "loss_seed.png").shape[1]
+    assert widths["cam"] == pytest.approx(2 * widths["bas"], rel=0.05)
+    assert widths["both"] == pytest.approx(3 * widths["bas"], rel=0.05)
+
+
 def test_cli_writes_every_figure_and_table(tiny_experiment, tiny_voc, tmp_path, capsys):
     from wsss_common.report import main
 

@@ -23,9 +23,9 @@ from conftest import planned_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
-HEAVY = ["train_bas", "train_irn", "train_segmenter", "export_seeds", "make_ir_labels", "make_pseudo_masks",
+HEAVY = ["pretrain_cam", "train_bas", "train_irn", "train_segmenter", "export_seeds", "make_ir_labels", "make_pseudo_masks",
          "predict_val"]
-GPU_RULES = {"train_bas": 2, "train_irn": 1, "train_segmenter": 1, "export_seeds": 1, "make_pseudo_masks": 1,
+GPU_RULES = {"pretrain_cam": 2, "train_bas": 2, "train_irn": 1, "train_segmenter": 1, "export_seeds": 1, "make_pseudo_masks": 1,
              "predict_val": 1}
 # sizes for a 2-core node; everything else comes from workflow/profiles/slurm/profile.yaml
 SIZES = ["--jobs", "4", "--set-threads", *[f"{r}=1" for r in HEAVY],
@@ -36,6 +36,27 @@ TEST_CLUSTER = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before
 
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def test_every_rule_that_asks_for_a_gpu_is_sized_in_the_profile(tmp_path):
+    """The profile sizes threads and memory per rule; a GPU rule it misses (pretrain_cam once) is submitted with the
+    rule's own threads and the default 4 GB, and on a small node waits in the queue for ever. No cluster needed: the
+    demo's dry run (with the CAM fused, so train_cam is in it) names every GPU rule of the DAG."""
+    (tmp_path / "fuse_cam.yaml").write_text("seeds:\n  fuse_cam: true\n")
+    p = run([sys.executable, "-m", "snakemake", "-n", "--cores", "64", "--configfile", "configs/demo.yaml",
+             str(tmp_path / "fuse_cam.yaml"), "--snakefile", str(ROOT / "workflow" / "Snakefile"),
+             "--directory", str(tmp_path)], cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    gpu_rules, rule = set(), None
+    for line in p.stdout.splitlines():
+        if re.match(r"^(local)?rule \S+:$", line):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and re.search(r"\bgpu=", line):
+            gpu_rules.add(rule)
+    assert {"pretrain_cam", "train_bas", "train_cam", "train_irn", "train_segmenter", "export_seeds"} <= gpu_rules
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "profile.yaml").read_text())
+    assert gpu_rules <= set(profile["set-threads"]), gpu_rules - set(profile["set-threads"])
+    assert gpu_rules <= set(profile["set-resources"]), gpu_rules - set(profile["set-resources"])
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +148,7 @@ def test_gpu_jobs_got_their_own_devices_from_slurm_and_the_local_wrapper_stepped
     for rule, n in GPU_RULES.items():
         assert all(f"--gpus={n}" in c for c in calls[rule]), (rule, calls[rule])
     notes = gpu_notes(slurm_run["work"] / "results" / "test" / "logs")
-    expected_logs = {"train_bas", "train_irn", "train_segmenter", "export_seeds_0", "export_seeds_1",
+    expected_logs = {"pretrain_cam", "train_bas", "train_irn", "train_segmenter", "export_seeds_0", "export_seeds_1",
                      "make_pseudo_masks_0", "make_pseudo_masks_1", "predict_val_0", "predict_val_1"}
     assert set(notes) == expected_logs
     assert notes["train_bas"][2] in ("0,1", "1,0")
@@ -192,7 +213,7 @@ def test_scancel_mid_training_then_the_rerun_resumes_and_finishes_with_the_same_
     clean = make_workdir(tmp_path / "clean", override)
     # the same torch thread count as the SLURM jobs: another summation order would drift over 30 epochs
     local = run([sys.executable, "-m", "snakemake", "results/test/bas_seed/model.pt", "--cores", "2", "--configfile",
-                 "configs/test.yaml", "override.yaml", "--set-threads", "train_bas=1", "--snakefile",
+                 "configs/test.yaml", "override.yaml", "--set-threads", "train_bas=1", "pretrain_cam=1", "--snakefile",
                  str(ROOT / "workflow" / "Snakefile"), "--directory", str(clean)], cwd=clean)
     assert local.returncode == 0, local.stderr[-3000:]
     a = load_checkpoint(work / "results" / "test" / "bas_seed" / "model.pt")["model"]

@@ -171,7 +171,9 @@ def dry_workdir(tmp_path):
      "config key segment.init.checkpoint is null (from scratch) but segment.model_config"),
 ], ids=["imagenet-missing", "init-missing", "frozen-random-irn", "frozen-bn-from-scratch"])
 def test_settings_that_would_waste_a_run_are_refused_when_the_workflow_loads(dry_workdir, override, message):
-    (dry_workdir / "override.yaml").write_text(yaml.safe_dump(override))
+    # configs/test.yaml trains the pretrained stand-in; these are voc12's cases, whose models start from a file or
+    # from random init
+    (dry_workdir / "override.yaml").write_text(yaml.safe_dump({"pretraining": {"enabled": False}, **override}))
     # a real run (a dry run only warns about a missing file): it must stop when the workflow loads
     p = smk(dry_workdir, "--cores", "1", "--configfile", "configs/test.yaml", "override.yaml", check=False)
     assert p.returncode != 0 and message in p.stdout + p.stderr
@@ -180,7 +182,8 @@ def test_settings_that_would_waste_a_run_are_refused_when_the_workflow_loads(dry
 
 def test_torchvision_v2_weights_get_a_warning(dry_workdir):
     (dry_workdir / "resnet18-11ad3fa6.pth").write_bytes(b"")
-    p = smk(dry_workdir, "-n", "--configfile", "configs/test.yaml", "--config",
-            "imagenet_weights=resnet18-11ad3fa6.pth")
+    (dry_workdir / "override.yaml").write_text(yaml.safe_dump({"pretraining": {"enabled": False},
+                                                               "imagenet_weights": "resnet18-11ad3fa6.pth"}))
+    p = smk(dry_workdir, "-n", "--configfile", "configs/test.yaml", "override.yaml")
     assert "IMAGENET1K_V2" in p.stdout + p.stderr
     assert "train_bas" in planned_rules(p.stdout)

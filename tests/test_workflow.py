@@ -46,6 +46,10 @@ def test_dry_run_of_shipped_configs(workdir, config):
     train = out[out.index("rule train_segmenter:"):]
     assert "results/demo/bas_seed/model.pt" in train.split("output:")[0]
     assert "segment.train --bas-checkpoint results/demo/bas_seed/model.pt" in train
+    # and BAS starts from the workflow's pretrained stand-in for ImageNet
+    bas = out[out.index("rule train_bas:"):]
+    assert "--imagenet-weights results/demo/pretraining/pretrained_resnet18.pth" in bas.split("rule ")[1]
+    assert "rule pretrain_cam:" in out
 
 
 def test_segmenter_from_bas_needs_the_bas_depth(workdir):
@@ -163,6 +167,86 @@ def test_seed_training_change_reruns_everything_after_the_data(finished_run):
     rules = _dry_run_with(finished_run, lambda c: c["bas"].update(alpha=0.3))
     assert STAGE_RULES["seeds"] | STAGE_RULES["irn"] | STAGE_RULES["segment"] <= rules
     assert "make_synthetic_voc" not in rules and "image_labels" not in rules
+    assert not rules & PRETRAINING_RULES  # a BAS-only key does not touch the stand-in for ImageNet
+    rules = _dry_run_with(finished_run, lambda c: c.update(seed=3))  # another training seed, the same stand-in
+    assert "train_bas" in rules and not rules & PRETRAINING_RULES
+
+
+PRETRAINING_RULES = {"make_pretraining_voc", "pretraining_labels", "pretrain_cam", "export_pretrained_backbone"}
+
+
+def test_pretraining_starts_bas_from_a_resnet_trained_on_other_images(finished_run):
+    """The stand-in for ImageNet: the CAM trained on the pretraining set (other images, the main set's classes),
+    its ResNet written under torchvision's names, and BAS trained from that file."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from wsss_common.training import load_checkpoint
+
+    results = finished_run / "results" / "test"
+    main_voc, pre_voc = results / "data" / "VOC2012", results / "pretraining" / "data" / "VOC2012"
+    image_id = (main_voc / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()[0]
+    assert not np.array_equal(np.array(Image.open(main_voc / "JPEGImages" / f"{image_id}.jpg")),
+                              np.array(Image.open(pre_voc / "JPEGImages" / f"{image_id}.jpg")))
+    cam = load_checkpoint(results / "pretraining" / "cam_model.pt")
+    assert cam["model_config"]["method"] == "cam" and cam["backbone_init"] == "random" and cam["seed"] == 0
+    state = torch.load(results / "pretraining" / "pretrained_resnet18.pth", weights_only=True)
+    import torchvision
+
+    expected = {k for k in torchvision.models.resnet18().state_dict() if not k.startswith("fc.")}
+    assert set(state) == expected
+    assert torch.equal(state["conv1.weight"], cam["model"]["stem.0.weight"])
+    assert torch.equal(state["layer3.1.bn2.running_mean"], cam["model"]["layer3.1.bn2.running_mean"])
+    bas = load_checkpoint(results / "bas_seed" / "model.pt")
+    assert bas["backbone_init"] == "results/test/pretraining/pretrained_resnet18.pth"
+    assert not torch.equal(bas["model"]["stem.0.weight"], state["conv1.weight"])  # and trained on from there
+
+
+def test_pretraining_change_reruns_the_stand_in_and_every_model_but_not_the_main_set(finished_run):
+    rules = _dry_run_with(finished_run, lambda c: c["pretraining"]["synthetic"].update(part_radius=0.3))
+    assert PRETRAINING_RULES | STAGE_RULES["seeds"] | {"train_segmenter"} <= rules
+    assert "make_synthetic_voc" not in rules and "image_labels" not in rules
+    rules = _dry_run_with(finished_run, lambda c: c["bas"]["cam"].update(lr=0.02))  # the pretraining's recipe
+    assert {"pretrain_cam", "export_pretrained_backbone", "train_bas"} <= rules
+    assert not rules & {"make_pretraining_voc", "pretraining_labels", "make_synthetic_voc"}
+    rules = _dry_run_with(finished_run, lambda c: c["pretraining"].update(enabled=False))  # back to random init
+    assert "train_bas" in rules and not rules & PRETRAINING_RULES
+
+
+def test_every_model_that_starts_from_imagenet_starts_from_the_stand_in(workdir):
+    """With pretraining on, the CAM of the fused export and IRN (without init_from_bas) take the pretrained file
+    where they would take imagenet_weights; the pretraining CAM itself starts from random init."""
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "configs" / "test.yaml").read_text())
+    cfg["seeds"]["fuse_cam"] = True
+    cfg["irn"]["init_from_bas"] = False
+    (workdir / "configs" / "all_from_file.yaml").write_text(yaml.safe_dump(cfg))
+    out = smk(workdir, "all", "-n", "-p", "--cores", "2", "--configfile", "configs/all_from_file.yaml").stdout
+    weights = "--imagenet-weights results/test/pretraining/pretrained_resnet18.pth"
+    for rule in ("train_bas", "train_cam", "train_irn", "pretrain_cam"):
+        job = out[out.index(f"rule {rule}:"):]
+        job = job[:job.index("\n\n")] if "\n\n" in job else job
+        assert (weights in job) == (rule != "pretrain_cam"), job[:3000]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(imagenet_weights="configs/test.yaml"),
+     "config keys pretraining.enabled and imagenet_weights exclude each other"),
+    (lambda c: c["data"].update(root="configs"), "pretraining.enabled is true but data.root is a real dataset"),
+    (lambda c: c["pretraining"]["synthetic"].update(seed=1), "config key pretraining.synthetic.seed: 1 is data.synthetic.seed"),
+    (lambda c: c["pretraining"]["synthetic"].update(n_trian=5), "config key pretraining.synthetic.n_trian: not a data.synthetic key"),
+    (lambda c: c["pretraining"]["synthetic"].update(part_radius=2), "config key pretraining.synthetic.part_radius: 2 is greater"),
+])
+def test_pretraining_config_errors_fail_at_load(workdir, change, message):
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "configs" / "test.yaml").read_text())
+    change(cfg)
+    (workdir / "configs" / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    p = smk(workdir, "-n", "--configfile", "configs/bad.yaml", check=False)
+    assert p.returncode != 0 and message in p.stdout + p.stderr, p.stdout[-2000:] + p.stderr[-2000:]
 
 
 def test_auto_thresholds_come_from_the_seeds_image_specific_thresholds(finished_run):

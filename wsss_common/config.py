@@ -95,3 +95,35 @@ def load_section(section: str, settings: str | dict, schema_dir: str | Path = SC
     value = fill_defaults(schema, copy.deepcopy(settings))
     _check(value, schema, section)
     return value
+
+
+def pretraining_synthetic(config: dict, schema_dir: str | Path = SCHEMA_DIR) -> dict:
+    """The generator settings of the pretraining set: ``data.synthetic`` with ``pretraining.synthetic`` over it,
+    validated as ``data.synthetic`` is (an error names ``pretraining.synthetic.<key>``). Its seed must differ from
+    the main set's: the stand-in for ImageNet is pretrained on other images than those BAS learns from."""
+    schema = section_schema("data.synthetic", schema_dir)
+    main = fill_defaults(schema, copy.deepcopy(config["data"].get("synthetic") or {}))
+    changes = config.get("pretraining", {}).get("synthetic", {})
+    unknown = sorted(set(changes) - set(schema["properties"]))
+    if unknown:
+        raise ConfigError(f"config key pretraining.synthetic.{unknown[0]}: not a data.synthetic key "
+                          f"(known: {', '.join(schema['properties'])})")
+    merged = {**main, **copy.deepcopy(changes)}
+    _check(merged, schema, "pretraining.synthetic")
+    if merged["seed"] == main["seed"]:
+        raise ConfigError(f"config key pretraining.synthetic.seed: {merged['seed']} is data.synthetic.seed too; the "
+                          "pretraining set must be other images than the main set (give another seed)")
+    return merged
+
+
+def pretrained_weights_path(config: dict) -> str:
+    """Where the workflow writes the pretraining's ResNet (a torchvision-format state dict)."""
+    return f"results/{config['experiment']}/pretraining/pretrained_resnet{config['bas']['depth']}.pth"
+
+
+def initial_weights(config: dict) -> str | None:
+    """The file every stage that starts from ImageNet starts from: ``imagenet_weights``, the workflow's pretrained
+    stand-in when ``pretraining.enabled``, or None (random init). ``config`` is validated (defaults filled)."""
+    if config.get("pretraining", {}).get("enabled"):
+        return pretrained_weights_path(config)
+    return config.get("imagenet_weights")

@@ -71,10 +71,14 @@ def write_tables(experiment: str, metrics: dict[str, dict], benchmarks: str, out
 
 
 def write_loss_curves(*, bas_loss_log: str, cam_loss_log: str | None, irn_log: str, segment_work_dir: str,
-                      out: dict[str, str]) -> None:
-    """The loss curves of the seed network (and the CAM baseline), IRN (from its log) and DeepLab (mmengine)."""
-    seed_panels = [{"title": "BAS seed network", "x": "epoch", "xlabel": "epoch", "rows": rf.read_jsonl(bas_loss_log),
-                    "missing": f"no loss log at {bas_loss_log}"}]
+                      out: dict[str, str], pretraining_loss_log: str | None = None) -> None:
+    """The loss curves of the seed network (after the pretraining's CAM and with the CAM baseline, when they ran),
+    IRN (from its log) and DeepLab (mmengine)."""
+    seed_panels = [{"title": "pretraining CAM (stand-in for ImageNet)", "x": "epoch", "xlabel": "epoch",
+                    "rows": rf.read_jsonl(pretraining_loss_log),
+                    "missing": f"no loss log at {pretraining_loss_log}"}] if pretraining_loss_log else []
+    seed_panels.append({"title": "BAS seed network", "x": "epoch", "xlabel": "epoch",
+                        "rows": rf.read_jsonl(bas_loss_log), "missing": f"no loss log at {bas_loss_log}"})
     if cam_loss_log:
         seed_panels.append({"title": "CAM baseline", "x": "epoch", "xlabel": "epoch",
                             "rows": rf.read_jsonl(cam_loss_log), "missing": f"no loss log at {cam_loss_log}"})
@@ -133,6 +137,7 @@ def main(argv=None) -> None:
     for name in FIGURE_INPUTS:
         g.add_argument("--" + name.replace("_", "-"))
     g.add_argument("--cam-loss-log", help="the CAM baseline's loss log (when seeds.fuse_cam)")
+    g.add_argument("--pretraining-loss-log", help="the pretraining CAM's loss log (when pretraining.enabled)")
     g.add_argument("--samples", type=int, default=SAMPLES, help="images per sample grid")
     for name in FIGURE_OUTPUTS:
         g.add_argument("--" + name.replace("_", "-"), metavar="OUT")
@@ -149,7 +154,7 @@ def main(argv=None) -> None:
         write_tables(a.experiment, metrics, a.benchmarks, out)
         rf.sweep_plot_of(metrics["seed_miou"], out["sweep_png"])
         write_loss_curves(bas_loss_log=a.bas_loss_log, cam_loss_log=a.cam_loss_log, irn_log=a.irn_log,
-                          segment_work_dir=a.segment_work_dir, out=out)
+                          segment_work_dir=a.segment_work_dir, out=out, pretraining_loss_log=a.pretraining_loss_log)
         write_sample_grids(metrics=metrics, class_names=json.loads(a.class_names), voc_root=a.voc_root,
                            eval_labels=a.eval_labels, val_labels=a.val_labels, seeds=a.seeds,
                            pseudo_masks=a.pseudo_masks, val_predictions=a.val_predictions, out=out, samples=a.samples)

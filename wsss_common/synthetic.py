@@ -6,8 +6,9 @@ It is built to carry the difficulties WSSS is about, so that seed/mask/val mIoU 
   its own body. With ``family_size`` n > 1, classes come in families of n that share one body (shape, texture,
   aspect; "fur is fur on a cat and on a dog"), so only the part tells the members of a family apart. The intent
   (paper §1, Fig. 1): a CAM fires on the part and misses the body that BAS's background suppression grows into;
-  from random init it does not; from a backbone pretrained on another generated set (bench/bench_pretrain.py, an
-  ImageNet stand-in), BAS leads in the mean, not on every seed (bench/RESULTS.md, session 14). ``body_swap_prob`` q
+  from random init it does not; from a backbone pretrained on another generated set (the workflow's
+  ``pretraining``, an ImageNet stand-in) BAS leads the CAM on every training seed tried, and on 2 of 3 when every
+  pretraining object wears a random body (bench/RESULTS.md, sessions 14-16). ``body_swap_prob`` q
   draws each object's body from a random class instead (with probability q): the body is then only weak evidence
   of the class (its own with probability 1 - q + q / K), spread over many pixels, while the part stays certain.
   ``part_radius`` is the part's radius in units of the object's radius;

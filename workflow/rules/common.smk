@@ -4,13 +4,14 @@ import re
 import sys
 from pathlib import Path
 
-from wsss_common.config import validate_config
+from wsss_common.config import initial_weights, pretrained_weights_path, pretraining_synthetic, validate_config
 
 # Fills schema defaults in place; an unknown key, a wrong type or a missing value fails here, before any job starts,
 # with a message naming the key.
 validate_config(config, Path(workflow.basedir) / "schemas")
 
 EXP = config["experiment"]
+PRETRAINING = config["pretraining"]["enabled"]
 # the thresholds of each IRN step, resolved by the irn_thresholds rule (numbers, or auto: irn/thresholds.py)
 IRN_THRESHOLDS_OF = {"ir_labels": ("fg_threshold", "bg_threshold"), "walk": ("sem_seg_bg_threshold",)}
 PY = sys.executable  # the interpreter running Snakemake (the project's environment)
@@ -50,6 +51,27 @@ def check_dataset_root():
 check_dataset_root()
 
 
+def check_pretraining():
+    """The pretraining makes a stand-in for ImageNet from a generated set: not beside a real file, not for real VOC."""
+    if not PRETRAINING:
+        return
+    if config["imagenet_weights"] is not None:
+        raise ValueError(
+            "config keys pretraining.enabled and imagenet_weights exclude each other: the models start from the "
+            "ImageNet file or from the workflow's pretrained stand-in, not both"
+        )
+    if config["data"]["root"] is not None:
+        raise ValueError(
+            "config key pretraining.enabled is true but data.root is a real dataset: the pretraining is the "
+            "generated set's stand-in for ImageNet; on a dataset of your own give imagenet_weights or set "
+            "pretraining.enabled: false (random init)"
+        )
+    pretraining_synthetic(config)  # an unknown key, a bad value or the main set's seed fails here
+
+
+check_pretraining()
+
+
 # torchvision's file names of the ImageNet ResNet weights the paper did not use (IMAGENET1K_V2: a newer recipe, ~80%
 # top-1 for ResNet-50 against V1's 76%); the BAS/IRN numbers come from V1 (resnet50-19c8e357.pth / -0676ba61.pth).
 TORCHVISION_V2_HASHES = ("11ad3fa6", "cd907fc2", "f82ba261")
@@ -65,7 +87,7 @@ def check_local_files():
     for key, path in files.items():
         if path is not None and not Path(path).is_file():
             local_path_missing(key, f"file not found: {path} (nothing is downloaded: put the file there)")
-    weights = config["imagenet_weights"]
+    weights = initial_weights(config)
     if weights is not None and any(h in Path(weights).name for h in TORCHVISION_V2_HASHES):
         print(
             f"warning: config key imagenet_weights: {weights} looks like torchvision's IMAGENET1K_V2 weights; the paper "
@@ -126,7 +148,10 @@ check_local_files()
 
 
 def imagenet_input(wildcards=None):
-    """The ImageNet weights file as an input of the rules that start from it (a replaced file reruns them)."""
+    """The ImageNet weights file (or the pretraining's stand-in, a rule output) as an input of the rules that start
+    from it: a replaced file reruns them."""
+    if PRETRAINING:
+        return [pretrained_weights_path(config)]
     return [config["imagenet_weights"]] if config["imagenet_weights"] and "imagenet_weights" not in ABSENT else []
 
 

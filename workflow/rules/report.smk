@@ -18,6 +18,7 @@ rule report:
         val_predictions="results/{experiment}/val_predictions/index.json",
         bas_loss_log="results/{experiment}/bas_seed/loss_log.jsonl",
         cam_loss_log=(["results/{experiment}/bas_seed/cam_loss_log.jsonl"] if config["seeds"]["fuse_cam"] else []),
+        pretraining_loss_log=(["results/{experiment}/pretraining/cam_loss_log.jsonl"] if PRETRAINING else []),
         irn_model="results/{experiment}/irn/model.pt",
         segmenter="results/{experiment}/segment/model.pth",
     output:
@@ -48,7 +49,11 @@ rule report:
             "results/{experiment}/report/loss_seed_network.png",
             caption="../report/loss_seed_network.rst",
             category="Training",
-            labels={"stage": "1. BAS seed network" + (" and CAM" if config["seeds"]["fuse_cam"] else "")},
+            labels={
+                "stage": ("0. pretraining CAM, " if PRETRAINING else "")
+                + "1. BAS seed network"
+                + (" and CAM" if config["seeds"]["fuse_cam"] else "")
+            },
         ),
         irn_loss=report(
             "results/{experiment}/report/loss_irn.png",
@@ -87,6 +92,9 @@ rule report:
         root=voc_root,
         class_names=CLASS_NAMES,
         cam=lambda wildcards, input: (f" --cam-loss-log {input.cam_loss_log}" if input.cam_loss_log else ""),
+        pretraining=lambda wildcards, input: (
+            f" --pretraining-loss-log {input.pretraining_loss_log}" if input.pretraining_loss_log else ""
+        ),
         irn_log=lambda wildcards: f"results/{wildcards.experiment}/logs/train_irn.log",
         work_dir=lambda wildcards: f"results/{wildcards.experiment}/segment/work",
         benchmarks=lambda wildcards: f"results/{wildcards.experiment}/benchmarks",
@@ -96,7 +104,7 @@ rule report:
         " --voc-root {params.root} --class-names {params.class_names:q}"
         " --eval-labels {input.eval_labels} --val-labels {input.val_labels} --seeds {input.seeds}"
         " --pseudo-masks {input.pseudo_masks} --val-predictions {input.val_predictions}"
-        " --bas-loss-log {input.bas_loss_log}{params.cam} --irn-log {params.irn_log}"
+        " --bas-loss-log {input.bas_loss_log}{params.cam}{params.pretraining} --irn-log {params.irn_log}"
         " --segment-work-dir {params.work_dir} --benchmarks {params.benchmarks}"
         " --summary-rst {output.summary} --metrics-html {output.metrics} --sweep-png {output.sweep}"
         " --ablation-html {output.ablation} --seed-loss-png {output.seed_loss} --irn-loss-png {output.irn_loss}"
