@@ -24,8 +24,9 @@ def resolve_repo_path(path: str) -> Path:
 
 
 def build_mmseg_config(settings: dict, *, voc_root: str | Path, index_file: str | Path, class_names: list[str],
-                       work_dir: str | Path):
-    """Load ``settings['model_config']`` and fill in data, sizes and schedule from the settings.
+                       work_dir: str | Path, class_weight: list[float] | None = None):
+    """Load ``settings['model_config']`` and fill in data, sizes and schedule from the settings, and the decode
+    loss's ``class_weight`` (one per class, resolved from ``segment.class_weight`` by segment.class_balance).
 
     Iteration counts in the settings are optimizer updates; the runner's ``max_iters``, the scheduler's ``end`` and
     ``step_size`` and the checkpoint interval are in runner iterations (batches) = updates x accumulation_steps, so
@@ -84,6 +85,17 @@ def build_mmseg_config(settings: dict, *, voc_root: str | Path, index_file: str 
     loader.dataset.metainfo = dict(classes=tuple(class_names))
     loader.dataset.pipeline = pipeline
     loader.dataset.augment_seed = settings["seed"]
+
+    if class_weight is not None:
+        loss = cfg.model.decode_head.loss_decode
+        if not isinstance(loss, dict) or len(class_weight) != len(class_names):
+            raise ValueError(f"config key segment.class_weight cannot be applied: {len(class_weight)} weights for "
+                             f"{len(class_names)} classes, on the decode loss of {config_path} ({type(loss).__name__})")
+        loss.class_weight = [float(w) for w in class_weight]
+        # mmseg's cross_entropy with class weights divides by the weights of the non-ignored labels already, and its
+        # avg_non_ignore branch then fails (IndexError: label_weights is 1-D; open-mmlab/mmsegmentation#3492, #3412):
+        # off, the loss is the same weighted mean over non-ignored pixels (torch's F.cross_entropy with weight=)
+        loss.avg_non_ignore = False
 
     cfg.optim_wrapper.optimizer.lr = settings["lr"]
     cfg.optim_wrapper.accumulative_counts = accumulate

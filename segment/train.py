@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 from wsss_common.io import DataError, atomic_path, read_json, write_json_atomic
@@ -147,7 +148,13 @@ def model_card(summary: dict) -> dict:
             "segmenter_init_sha256": init.get("sha256"), "segmenter_model_config": summary["model_config"],
             "segmenter_backbone": f"ResNet-{summary['backbone_depth']} (base width "
                                   f"{summary['backbone_base_channels']})",
-            "segmenter_iterations": summary["iterations"]}
+            "segmenter_iterations": summary["iterations"],
+            "segmenter_class_weight": class_weight_kind(summary["settings"].get("class_weight"))}
+
+
+def class_weight_kind(setting) -> str:
+    """How the loss was weighted, for the card: none, the method's name, or given (a list in the config)."""
+    return "none" if setting is None else setting if isinstance(setting, str) else "given"
 
 
 def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings: dict, work_dir: str | Path,
@@ -157,6 +164,7 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
     from mmengine.runner import Runner
     from mmseg.utils import register_all_modules
 
+    from .class_balance import resolve_class_weight
     from .settings import build_mmseg_config
 
     register_all_modules(init_default_scope=True)
@@ -164,8 +172,14 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
 
     work_dir, out = Path(work_dir), Path(out)
     work_dir.mkdir(parents=True, exist_ok=True)
+    class_weight = resolve_class_weight(settings["class_weight"], pseudo_masks, len(class_names))
+    if class_weight is not None:
+        print(f"cross-entropy class weights ({class_weight_kind(settings['class_weight'])}): " + ", ".join(f"{n} {w:.3f}" for n, w in zip(class_names, class_weight)), file=sys.stderr)
     cfg = build_mmseg_config(settings, voc_root=voc_root, index_file=pseudo_masks, class_names=class_names,
-                             work_dir=work_dir)
+                             work_dir=work_dir, class_weight=class_weight)
+    # with class weights the decode loss runs with avg_non_ignore off (see build_mmseg_config), where mmseg warns
+    # that the mean would count ignored pixels; with weights it does not (it divides by their weights)
+    warnings.filterwarnings("ignore", message="Default ``avg_non_ignore`` is False")
     if extra_hooks:
         cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + list(extra_hooks)
     fingerprint = inputs_fingerprint(settings, class_names, pseudo_masks, bas_checkpoint)
@@ -197,7 +211,8 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
     summary = {"format": FINAL_FORMAT, "model_config": settings["model_config"],
                "backbone_depth": settings["backbone_depth"],
                "backbone_base_channels": settings["backbone_base_channels"], "init": init_record,
-               "iterations": settings["iterations"], "runner_iterations": int(runner.iter),
+               "iterations": settings["iterations"], "class_weight": class_weight,
+               "runner_iterations": int(runner.iter),
                "resumed_from": str(checkpoint) if resuming else None,
                "train_seconds_this_run": round(time.time() - started, 1),
                "train_images": len(runner.train_dataloader.dataset), "settings": settings}

@@ -336,3 +336,23 @@ def test_two_runs_in_the_same_second_write_into_their_own_work_dirs(tiny_voc, ps
         assert (log_dir / "vis_data" / "config.py").is_file(), name
         assert str(tmp_path / name) in (log_dir / "vis_data" / "config.py").read_text(), name
         assert "Iter(train)" in (log_dir / f"{stamp}.log").read_text(), name
+
+
+def test_median_frequency_class_weights_come_from_the_pseudo_masks_and_reach_the_run(tiny_voc, pseudo_index,
+                                                                                     tmp_path):
+    """segment.class_weight: median_frequency weighs the pseudo masks' classes (ids shifted from the GT's: their
+    most frequent class is 1, the GT's background), not the ground truth's (where background, 0, would weigh least);
+    the weights are recorded in model.json, the card and the exported config's decode loss."""
+    settings = dict(TINY, class_weight="median_frequency")
+    summary = _run(tiny_voc, pseudo_index, tmp_path / "wd", tmp_path / "model.pth", settings=settings)
+    weights = summary["class_weight"]
+    assert len(weights) == len(tiny_voc["class_names"])
+    assert int(np.argmin(weights)) == 1 and weights[1] < 1.0 and weights[0] > weights[1]
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["segmenter_class_weight"] == "median_frequency"
+    config_text = torch.load(tmp_path / "model.pth", weights_only=True)["meta"]["config"]
+    assert "class_weight=[" in config_text and "avg_non_ignore=False" in config_text
+    unweighted = _run(tiny_voc, pseudo_index, tmp_path / "wd0", tmp_path / "m0.pth")
+    assert unweighted["class_weight"] is None
+    card = json.loads((tmp_path / "model_card.json").read_text())  # now the card beside m0.pth
+    assert card["segmenter_class_weight"] == "none"
