@@ -177,9 +177,10 @@ def train(*, voc_root: str, pseudo_masks: str, class_names: list[str], settings:
         print(f"cross-entropy class weights ({class_weight_kind(settings['class_weight'])}): " + ", ".join(f"{n} {w:.3f}" for n, w in zip(class_names, class_weight)), file=sys.stderr)
     cfg = build_mmseg_config(settings, voc_root=voc_root, index_file=pseudo_masks, class_names=class_names,
                              work_dir=work_dir, class_weight=class_weight)
-    # with class weights the decode loss runs with avg_non_ignore off (see build_mmseg_config), where mmseg warns
-    # that the mean would count ignored pixels; with weights it does not (it divides by their weights)
-    warnings.filterwarnings("ignore", message="Default ``avg_non_ignore`` is False")
+    if class_weight is not None:
+        # with class weights the decode loss runs with avg_non_ignore off (see build_mmseg_config), where mmseg warns
+        # that the mean would count ignored pixels; with weights it does not (it divides by their weights)
+        warnings.filterwarnings("ignore", message="Default ``avg_non_ignore`` is False")
     if extra_hooks:
         cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + list(extra_hooks)
     fingerprint = inputs_fingerprint(settings, class_names, pseudo_masks, bas_checkpoint)
