@@ -133,7 +133,7 @@ def edge_to_affinity(edge: torch.Tensor, indices: PathIndices) -> torch.Tensor:
     affinities = []
     for group in indices.path_groups:
         n_dirs, path_len, n_src = group.shape
-        on_path = flat_edge[:, group.reshape(-1)].view(flat_edge.shape[0], n_dirs, path_len, n_src)
+        on_path = flat_edge.index_select(1, group.reshape(-1)).view(flat_edge.shape[0], n_dirs, path_len, n_src)
         affinities.append(1 - on_path.amax(dim=2))
     return torch.cat(affinities, dim=1)
 
@@ -145,6 +145,6 @@ def pair_endpoints(values: torch.Tensor, indices: PathIndices) -> tuple[torch.Te
     step derives its positive/negative pair masks; for a displacement channel, the pair difference.
     """
     flat_values = _flatten_maps(values, indices.size)
-    src = flat_values[:, indices.src].unsqueeze(1)
-    dst = flat_values[:, indices.dst.reshape(-1)].view(flat_values.shape[0], *indices.dst.shape)
+    src = flat_values.index_select(1, indices.src).unsqueeze(1)
+    dst = flat_values.index_select(1, indices.dst.reshape(-1)).view(flat_values.shape[0], *indices.dst.shape)
     return src, dst

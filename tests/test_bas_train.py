@@ -109,6 +109,20 @@ def test_optimizer_choice_keeps_group_lrs_and_rejects_unknown_names():
         quirk.step()
     assert w.item() == pytest.approx(0.5999619991, abs=1e-12)
     assert quirk.param_groups[0]["momentum"] == 1e-4 and quirk.param_groups[0]["weight_decay"] == 1e-4
+    # AdamW (decoupled weight decay, default betas 0.9 / 0.999, eps 1e-8), two steps of loss p^2 from p = 1,
+    # lr 0.1, weight decay 0.01, by hand: g1 = 2, m1 = 0.2, v1 = 0.004, m1 / (1 - 0.9) / sqrt(v1 / (1 - 0.999)) = 1,
+    # p1 = 1 * (1 - 0.1 * 0.01) - 0.1 = 0.899; g2 = 1.798, m2 = 0.3598, v2 = 0.007228804,
+    # p2 = 0.899 * 0.999 - 0.1 * (0.3598 / 0.19) / sqrt(0.007228804 / 0.001999) = 0.79851902667.
+    # (Adam's L2 weight decay inside the gradient gives 0.9 at step 1: the normalised step hides it.)
+    w = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    adamw = make_optimizer([{"params": [w], "lr": 0.1}], name="adamw", lr=0.1, weight_decay=0.01, momentum=0.9,
+                           reference_momentum_quirk=True)
+    for expected in (0.899, 0.79851902667):
+        adamw.zero_grad()
+        (w ** 2).sum().backward()
+        adamw.step()
+        assert w.item() == pytest.approx(expected, abs=1e-8)
+    assert adamw.defaults["fused"] is True  # torch's one-kernel step (a quarter of a demo BAS step with the loop)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer([torch.nn.Parameter(torch.zeros(1))], name="adam", lr=0.1, weight_decay=0, momentum=0,
                        reference_momentum_quirk=False)
