@@ -35,14 +35,14 @@ rule make_ir_labels:
         "results/{experiment}/logs/make_ir_labels_{shard}.log",
     benchmark:
         "results/{experiment}/benchmarks/make_ir_labels_{shard}.tsv"
+    # ahead of eval_seeds, which becomes ready at the same time but feeds only the report: on 2 cores it took a
+    # shard's core for 7 s of the demo's critical path (session 19)
+    priority: 1
     params:
         root=voc_root,
         num_shards=config["irn"]["label_shards"],
         # the thresholds come resolved in {input.thresholds} (whose rule has them as params)
         settings=as_json({"crf": config["irn"]["crf"]}),
-    # ahead of eval_seeds, which becomes ready at the same time but feeds only the report: on 2 cores it took a
-    # shard's core for 7 s of the demo's critical path (session 19)
-    priority: 1
     shell:
         "{PY} -m irn.make_ir_labels --voc-root {params.root} --seeds {input.seeds} --out-dir {output}"
         " --thresholds {input.thresholds}"
