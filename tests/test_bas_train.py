@@ -122,7 +122,7 @@ def test_optimizer_choice_keeps_group_lrs_and_rejects_unknown_names():
         (w ** 2).sum().backward()
         adamw.step()
         assert w.item() == pytest.approx(expected, abs=1e-8)
-    assert adamw.defaults["fused"] is True  # torch's one-kernel step (a quarter of a demo BAS step with the loop)
+    assert adamw.defaults["fused"] is True  # torch's one-kernel step (about a tenth of a demo BAS step with the loop)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer([torch.nn.Parameter(torch.zeros(1))], name="adam", lr=0.1, weight_decay=0, momentum=0,
                        reference_momentum_quirk=False)

@@ -41,7 +41,7 @@ def make_optimizer(param_groups, *, name: str, lr: float, weight_decay: float, m
 
     AdamW runs torch's fused kernel (CPU and CUDA): the same update as the default per-tensor loop up to float
     rounding, in one pass over each tensor. On a ResNet-18 the step takes 8.5 instead of 35 ms on 2 CPU threads
-    (bench/RESULTS.md, session 19), a quarter of the demo's BAS and pretraining step."""
+    (a plain ResNet-18 step of 16 images at crop 64, session 19), about a tenth of the demo's BAS step."""
     import torch
 
     if name == "sgd":
