@@ -5,6 +5,7 @@ any number of loader workers and any number of DDP ranks see exactly the same cr
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 
 from wsss_common.io import DataError, read_json
 from wsss_common.training import epoch_rng
-from wsss_common.voc import load_image, load_label_cache, multi_hot
+from wsss_common.voc import DecodedStore, load_image, load_label_cache, multi_hot
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -109,12 +110,14 @@ def load_training_labels(labels_path: str | Path, require_label: bool) -> tuple[
 
 
 class ClassificationDataset(torch.utils.data.Dataset):
-    """(image tensor, multi-hot label) pairs; ``augment(img_uint8, rng) -> tensor`` with rng from epoch_rng."""
+    """(image tensor, multi-hot label) pairs; ``augment(img_uint8, rng) -> tensor`` with rng from epoch_rng.
+    ``cache_images``: decode every image once, here, and keep it in memory (``DecodedStore``)."""
 
     def __init__(self, voc_root: str | Path, ids: list[str], labels: dict[str, list[int]], num_fg: int,
-                 augment, seed: int):
+                 augment, seed: int, cache_images: bool = False):
         self.voc_root = voc_root
         self.ids = list(ids)
+        self.images = DecodedStore(partial(load_image, voc_root), self.ids, keep=cache_images)
         self.labels = labels
         self.num_fg = num_fg
         self.augment = augment
@@ -130,7 +133,7 @@ class ClassificationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         image_id = self.ids[index]
         rng = epoch_rng(self.seed, self.epoch, index)
-        img = self.augment(load_image(self.voc_root, image_id), rng)
+        img = self.augment(self.images(image_id), rng)
         return img, torch.from_numpy(multi_hot(self.labels[image_id], self.num_fg + 1))
 
 

@@ -133,7 +133,10 @@ def train(voc_root: str, labels_path: str, settings: dict, out: str, loss_log: s
     batch_per_rank = r["batch_size"] // world_size
     if len(ids) < r["batch_size"]:
         raise ValueError(f"{labels_path}: {len(ids)} training images, fewer than one batch of {r['batch_size']}")
-    dataset = ClassificationDataset(voc_root, ids, labels, num_fg, make_augment(settings), seed)
+    dataset = ClassificationDataset(voc_root, ids, labels, num_fg, make_augment(settings), seed,
+                                    cache_images=settings["cache_images"])
+    if settings["cache_images"]:
+        log.info("%d decoded images kept in memory (%.0f MB)", len(ids), dataset.images.nbytes / 2**20)
     steps_per_epoch = len(epoch_batches(len(ids), batch_per_rank, seed, 0, rank, world_size))
     # Reference quirk (BAS under 4-GPU DDP): max_step counted with the per-GPU batch over the whole dataset, so the
     # poly lr only falls to ~0.77x; without the quirk the schedule ends at 0 after the steps each process runs.

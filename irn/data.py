@@ -4,6 +4,7 @@ reduced to stride 4 with PIL nearest at 0.25x. Randomness comes from ``wsss_comm
 resumed run sees the same samples."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from wsss_common.io import DataError, load_label_png
 from wsss_common.training import epoch_rng
-from wsss_common.voc import load_image
+from wsss_common.voc import DecodedStore, load_image
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -79,15 +80,18 @@ def augment(image: np.ndarray, label: np.ndarray, *, crop: int, scale_range: tup
 
 
 class IRLabelDataset(torch.utils.data.Dataset):
-    """(image, stride-4 IR label) pairs of the ids of an IR-label index, augmented with (seed, epoch, index)."""
+    """(image, stride-4 IR label) pairs of the ids of an IR-label index, augmented with (seed, epoch, index).
+    ``cache_images``: decode every image and IR label once, here, and keep them in memory (``DecodedStore``)."""
 
     def __init__(self, voc_root: str | Path, label_paths: dict[str, str], *, crop: int,
-                 scale_range: tuple[float, float], seed: int):
+                 scale_range: tuple[float, float], seed: int, cache_images: bool = False):
         if not label_paths:
             raise DataError("the IR label index lists no images")
         self.voc_root = voc_root
         self.ids = list(label_paths)
         self.label_paths = label_paths
+        self.images = DecodedStore(partial(load_image, voc_root), self.ids, keep=cache_images)
+        self.labels = DecodedStore(load_label_png, label_paths.values(), keep=cache_images)
         self.crop = crop
         self.scale_range = tuple(scale_range)
         self.seed = seed
@@ -101,8 +105,8 @@ class IRLabelDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_id = self.ids[index]
-        image = load_image(self.voc_root, image_id)
-        label = load_label_png(self.label_paths[image_id])
+        image = self.images(image_id)
+        label = self.labels(self.label_paths[image_id])
         if label.shape != image.shape[:2]:
             raise DataError(f"IR label {self.label_paths[image_id]} has shape {label.shape}, image {image_id} "
                             f"has {image.shape[:2]}")

@@ -138,7 +138,10 @@ def train(voc_root: str, ir_label_index: str, out: str | Path, settings: dict, *
     label_paths = training_ids(load_index(ir_label_index), settings.get("max_train_images"))
     crop, batch_size = settings["crop_size"], settings["batch_size"]
     dataset = IRLabelDataset(voc_root, label_paths, crop=crop, scale_range=settings["scale_range"],
-                             seed=settings["seed"])
+                             seed=settings["seed"], cache_images=settings["cache_images"])
+    if settings["cache_images"]:
+        log.info("%d decoded images and IR labels kept in memory (%.0f MB)", len(dataset),
+                 (dataset.images.nbytes + dataset.labels.nbytes) / 2**20)
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{ir_label_index}: {len(dataset)} training images, fewer than irn.batch_size={batch_size}")

@@ -185,6 +185,38 @@ def test_augmentations_give_crop_sized_normalised_tensors_with_zero_padding():
     assert patch.shape == (2, 2) and patch[0, 1] == patch[0, 0] + 1 and patch[1, 0] == patch[0, 0] + 4
 
 
+def test_cached_images_give_the_same_samples_from_memory(tiny_voc, tmp_path):
+    # bas.cache_images: every epoch's samples bit for bit those read from disk, served with the JPEGs gone, and the
+    # kept images read-only (an augmentation writing into its input would change the later epochs)
+    import shutil
+    from functools import partial
+    from bas_seed.data import ClassificationDataset
+
+    root = shutil.copytree(tiny_voc["root"], tmp_path / "VOC2012")
+    ids, labels, num_fg = load_training_labels(tiny_voc["labels"], require_label=True)
+    augment = partial(bas_augment, resize=40, crop=32)
+    disk = ClassificationDataset(root, ids, labels, num_fg, augment, seed=3)
+    kept = ClassificationDataset(root, ids, labels, num_fg, augment, seed=3, cache_images=True)
+
+    def samples(dataset):
+        out = []
+        for epoch in (0, 1):
+            dataset.set_epoch(epoch)
+            out += [dataset[n] for n in range(len(ids))]
+        return out
+
+    expected = samples(disk)
+    shutil.rmtree(root / "JPEGImages")
+    with pytest.raises(DataError, match="missing"):
+        disk[0]
+    got = samples(kept)
+    assert all(torch.equal(g[0], e[0]) and torch.equal(g[1], e[1]) for g, e in zip(got, expected))
+    assert not torch.equal(got[0][0], got[len(ids)][0])  # each epoch its own crop of the kept image
+    assert disk.images.nbytes == 0 and kept.images.nbytes > 0
+    with pytest.raises(ValueError, match="read-only"):
+        kept.images(ids[0])[0, 0, 0] = 1
+
+
 def test_cli_settings_get_the_schema_defaults_and_errors_name_the_key():
     """bas_seed.train reads its section through wsss_common.config.load_section: what a rule leaves out gets the
     schema's default (also inside ``cam``), and a bad or unknown key fails naming it."""

@@ -91,6 +91,41 @@ def test_augment_shapes_and_label_values():
     assert reduced.shape == (12, 12) and set(np.unique(reduced)) <= {0, 2, 255}
 
 
+def test_cached_images_and_ir_labels_give_the_same_samples_from_memory(tiny_voc, tmp_path):
+    # irn.cache_images: the same (image, label) samples in every epoch with the JPEGs and label PNGs gone
+    import shutil
+    from irn.data import IRLabelDataset
+    from wsss_common.io import save_label_png
+
+    root = shutil.copytree(tiny_voc["root"], tmp_path / "VOC2012")
+    ids = sorted(load_label_cache(tiny_voc["labels"]))[:6]
+    rng = np.random.default_rng(0)
+    label_paths = {}
+    for i in ids:
+        label_paths[i] = str(tmp_path / "ir" / f"{i}.png")
+        Path(label_paths[i]).parent.mkdir(exist_ok=True)
+        save_label_png(label_paths[i], rng.choice([0, 1, 2, 255], size=load_image(root, i).shape[:2]).astype(np.uint8))
+    options = dict(crop=32, scale_range=(0.7, 1.3), seed=5)
+    disk = IRLabelDataset(root, label_paths, **options)
+    kept = IRLabelDataset(root, label_paths, **options, cache_images=True)
+
+    def samples(dataset):
+        out = []
+        for epoch in (0, 1):
+            dataset.set_epoch(epoch)
+            out += [dataset[n] for n in range(len(ids))]
+        return out
+
+    expected = samples(disk)
+    shutil.rmtree(root / "JPEGImages")
+    shutil.rmtree(tmp_path / "ir")
+    got = samples(kept)
+    assert all(torch.equal(g[0], e[0]) and torch.equal(g[1], e[1]) for g, e in zip(got, expected))
+    assert not torch.equal(got[0][0], got[len(ids)][0])
+    with pytest.raises(DataError, match="missing"):
+        disk[0]
+
+
 def seed_maps_from_mask(mask, keys):
     """Seed-like maps: each class's mask blurred (so the CRF and the walk have something to refine)."""
     maps = np.stack([ndimage.gaussian_filter((mask == k).astype(np.float32), 3) for k in keys]) if keys else \

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Hashable, Iterable
 
 import numpy as np
 
@@ -58,6 +58,33 @@ def mask_path(root: str | Path, image_id: str) -> Path | None:
 
 def load_image(root: str | Path, image_id: str) -> np.ndarray:
     return load_rgb(image_path(root, image_id))
+
+
+class DecodedStore:
+    """``load(key)`` for a known set of keys: with ``keep``, every key is decoded once here and kept in memory;
+    without it each call reads the file. A training set reads each image every epoch, and with ``num_workers: 0``
+    (the demo) the decoding runs in the training process on one core while the other waits: 0.4 s of an epoch's
+    0.8 s of data loading for the demo's 1000 JPEGs (0.55 s of IRN's 1.4 s with its IR labels; session 20). Kept arrays are read-only, so an augmentation that wrote into its input fails
+    instead of changing the later epochs. ``load`` must be picklable (a function or ``functools.partial``) for
+    loader workers."""
+
+    def __init__(self, load: Callable[[Hashable], np.ndarray], keys: Iterable[Hashable], keep: bool):
+        self.load = load
+        self.kept: dict | None = None
+        if keep:
+            self.kept = {}
+            for key in keys:
+                array = load(key)
+                array.setflags(write=False)
+                self.kept[key] = array
+
+    def __call__(self, key: Hashable) -> np.ndarray:
+        return self.load(key) if self.kept is None else self.kept[key]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory (0 without ``keep``)."""
+        return sum(a.nbytes for a in self.kept.values()) if self.kept else 0
 
 
 def load_mask(root: str | Path, image_id: str) -> np.ndarray:

@@ -205,7 +205,16 @@ def inference_gpus():
 
 # The bas keys the CAM baseline's training reads besides its own sub-section `cam`: a BAS-only change (lambda, alpha,
 # the generator's lr, ...) then does not retrain the CAM, and a CAM recipe change does not retrain BAS.
-CAM_SHARED_KEYS = ("depth", "max_images", "ddp_max_step_quirk", "amp", "channels_last", "num_workers", "gpus")
+CAM_SHARED_KEYS = (
+    "depth",
+    "max_images",
+    "ddp_max_step_quirk",
+    "amp",
+    "channels_last",
+    "num_workers",
+    "cache_images",
+    "gpus",
+)
 
 
 def seed_net_settings(method):

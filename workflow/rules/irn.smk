@@ -14,6 +14,8 @@ rule irn_thresholds:
         "results/{experiment}/logs/irn_thresholds_{step}.log",
     wildcard_constraints:
         step="ir_labels|walk",
+    # ahead of eval_seeds, which becomes ready with it: see make_ir_labels
+    priority: 1
     params:
         names=lambda wildcards: ",".join(IRN_THRESHOLDS_OF[wildcards.step]),
         settings=lambda wildcards: as_json(
@@ -35,8 +37,9 @@ rule make_ir_labels:
         "results/{experiment}/logs/make_ir_labels_{shard}.log",
     benchmark:
         "results/{experiment}/benchmarks/make_ir_labels_{shard}.tsv"
-    # ahead of eval_seeds, which becomes ready at the same time but feeds only the report: on 2 cores it took a
-    # shard's core for 7 s of the demo's critical path (session 19)
+    # these and irn_thresholds go ahead of eval_seeds (report only), which becomes ready with irn_thresholds after
+    # merge_seeds: on 2 cores it took one shard's core for 6 s of the demo's critical path (session 19); it now
+    # runs after them, where it holds train_irn back by ~2 s (session 20)
     priority: 1
     params:
         root=voc_root,
@@ -106,6 +109,7 @@ rule train_irn:
                     "train_radius",
                     "seed",
                     "num_workers",
+                    "cache_images",
                     "amp",
                 )
             }
