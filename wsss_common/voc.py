@@ -63,8 +63,9 @@ def load_image(root: str | Path, image_id: str) -> np.ndarray:
 class DecodedStore:
     """``load(key)`` for a known set of keys: with ``keep``, every key is decoded once here and kept in memory;
     without it each call reads the file. A training set reads each image every epoch, and with ``num_workers: 0``
-    (the demo) the decoding runs in the training process on one core while the other waits: 0.4 s of an epoch's
-    0.8 s of data loading for the demo's 1000 JPEGs (0.55 s of IRN's 1.4 s with its IR labels; session 20). Kept arrays are read-only, so an augmentation that wrote into its input fails
+    (the demo) the decoding runs in the training process on one core while the other waits: about half of an
+    epoch's 0.7 s of data loading for the demo's 1000 JPEGs, 0.5 of IRN's 1.2 s with its IR labels
+    (bench/bench_data_loading.py, session 20). Kept arrays are read-only, so an augmentation that wrote into its input fails
     instead of changing the later epochs. ``load`` must be picklable (a function or ``functools.partial``) for
     loader workers."""
 
