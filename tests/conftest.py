@@ -53,3 +53,12 @@ def planned_rules(output: str) -> set[str]:
             elif parts and parts[0] == "total":
                 break
     return rules
+
+
+def epochs_of(dataset, epochs=(0, 1)) -> list:
+    """Every sample of a training set (with ``set_epoch``) in each of ``epochs``, in index order."""
+    out = []
+    for epoch in epochs:
+        dataset.set_epoch(epoch)
+        out += [dataset[n] for n in range(len(dataset))]
+    return out

@@ -12,6 +12,8 @@ from bas_seed.model import BASNet, CAMNet, load_model
 from wsss_common.io import DataError
 from wsss_common.training import load_checkpoint, make_optimizer
 
+from conftest import epochs_of
+
 TINY = {"depth": 18, "epochs": 1, "batch_size": 4, "lr": 0.01, "resize": 40, "crop": 32, "num_workers": 0,
         "cam": {"epochs": 1, "batch_size": 4, "lr": 0.01, "resize_long": [32, 48], "crop": 32}}
 
@@ -198,18 +200,11 @@ def test_cached_images_give_the_same_samples_from_memory(tiny_voc, tmp_path):
     disk = ClassificationDataset(root, ids, labels, num_fg, augment, seed=3)
     kept = ClassificationDataset(root, ids, labels, num_fg, augment, seed=3, cache_images=True)
 
-    def samples(dataset):
-        out = []
-        for epoch in (0, 1):
-            dataset.set_epoch(epoch)
-            out += [dataset[n] for n in range(len(ids))]
-        return out
-
-    expected = samples(disk)
+    expected = epochs_of(disk)
     shutil.rmtree(root / "JPEGImages")
     with pytest.raises(DataError, match="missing"):
         disk[0]
-    got = samples(kept)
+    got = epochs_of(kept)
     assert all(torch.equal(g[0], e[0]) and torch.equal(g[1], e[1]) for g, e in zip(got, expected))
     assert not torch.equal(got[0][0], got[len(ids)][0])  # each epoch its own crop of the kept image
     assert disk.images.nbytes == 0 and kept.images.nbytes > 0

@@ -23,6 +23,8 @@ from wsss_common.shards import load_index, merge_shard_dirs, write_index
 from wsss_common.training import save_checkpoint, set_poly_lr
 from wsss_common.voc import load_image, load_label_cache, load_mask
 
+from conftest import epochs_of
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -109,17 +111,10 @@ def test_cached_images_and_ir_labels_give_the_same_samples_from_memory(tiny_voc,
     disk = IRLabelDataset(root, label_paths, **options)
     kept = IRLabelDataset(root, label_paths, **options, cache_images=True)
 
-    def samples(dataset):
-        out = []
-        for epoch in (0, 1):
-            dataset.set_epoch(epoch)
-            out += [dataset[n] for n in range(len(ids))]
-        return out
-
-    expected = samples(disk)
+    expected = epochs_of(disk)
     shutil.rmtree(root / "JPEGImages")
     shutil.rmtree(tmp_path / "ir")
-    got = samples(kept)
+    got = epochs_of(kept)
     assert all(torch.equal(g[0], e[0]) and torch.equal(g[1], e[1]) for g, e in zip(got, expected))
     assert not torch.equal(got[0][0], got[len(ids)][0])
     with pytest.raises(DataError, match="missing"):
