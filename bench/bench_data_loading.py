@@ -8,8 +8,6 @@ Reads ``<results>/data/VOC2012``, ``data/labels/<train_split>.json`` and, when i
 memory alternate) and, kept in memory, the one-off decoding before the first epoch.
 """
 import argparse
-import os
-import platform
 import sys
 import time
 from functools import partial
@@ -20,6 +18,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bas_seed.data import ClassificationDataset, bas_augment, load_training_labels  # noqa: E402
 from irn.data import IRLabelDataset  # noqa: E402
+from wsss_common.devices import describe_machine  # noqa: E402
 from wsss_common.shards import load_index  # noqa: E402
 
 
@@ -58,11 +57,12 @@ def main(argv=None):
                                                                  cache_images=keep), a.repeats)}
     ir_index = results / "ir_labels" / "index.json"
     if ir_index.is_file():
-        paths = load_index(ir_index)
+        workdir = results.resolve().parents[1]  # the index's paths are relative to the run's working directory
+        paths = {i: str(workdir / f) for i, f in load_index(ir_index).items()}
         rows["IRN"] = time_modes(lambda keep: IRLabelDataset(root, paths, crop=irn["crop_size"],
                                                              scale_range=irn["scale_range"], seed=0,
                                                              cache_images=keep), a.repeats)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {len(ids)} images; "
+    print(f"machine: {describe_machine(include_gpu=False)}; {len(ids)} images; "
           f"command: `python bench/bench_data_loading.py --results {a.results} --repeats {a.repeats}`\n")
     print("| dataset | mode | one epoch (s) | decoding before epoch 1 (s) |\n|---|---|---|---|")
     for name, modes in rows.items():

@@ -25,9 +25,14 @@ def test_bench_data_loading_prints_both_modes_of_both_datasets(tiny_voc, tmp_pat
     shard.mkdir(parents=True)
     for i in ids:
         save_label_png(shard / f"{i}.png", np.zeros(load_image(tiny_voc["root"], i).shape[:2], np.uint8))
-    write_index(results / "ir_labels" / "index.json", merge_shard_dirs([shard], ".png", ids))
+    index = merge_shard_dirs([shard], ".png", ids)
+    # as the workflow writes them: paths relative to the run's working directory, here not the bench's cwd
+    index["items"] = {i: str(Path(f).relative_to(tmp_path)) for i, f in index["items"].items()}
+    write_index(results / "ir_labels" / "index.json", index)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_data_loading.py"), "--results", str(results),
-                          "--repeats", "2"], capture_output=True, text=True, cwd=tmp_path,
+                          "--repeats", "2"], capture_output=True, text=True, cwd=elsewhere,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if line.startswith("| BAS") or line.startswith("| IRN")]
